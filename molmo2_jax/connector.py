@@ -1,0 +1,75 @@
+"""Molmo2 connector: pool ViT patches per window with attention, then project into the LLM's space."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from molmo2_jax.layers import dense
+from molmo2_jax.model_config import ConnectorConfig
+
+
+def gather_windows(features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Group patches into pooling windows: features [crops, patches, C], pooling [tokens, W] (-1 = pad)."""
+    flat = features.reshape(-1, features.shape[-1])  # [crops * patches, C]
+    valid = pooling >= 0  # [tokens, W]
+    windows = jnp.take(flat, jnp.maximum(pooling, 0), axis=0)  # [tokens, W, C]
+    return windows * valid[..., None].astype(windows.dtype), valid
+
+
+def masked_mean_query(windows: jax.Array, valid: jax.Array) -> jax.Array:
+    """The pooling query of each window: the mean of its valid patches -> [tokens, 1, C]."""
+    count = jnp.maximum(valid.sum(-1), 1).astype(windows.dtype)
+    return windows.sum(-2, keepdims=True) / count[:, None, None]
+
+
+class AttentionPooling(nnx.Module):
+    """Multi-head attention of the window query over the window's patches (biased q/k/v/o)."""
+
+    def __init__(self, cfg: ConnectorConfig, in_features: int, dtype, rngs: nnx.Rngs):
+        inner = cfg.num_heads * cfg.head_dim
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        b = cfg.attention_bias
+        self.q_proj = dense(in_features, inner, ("vit_feat", "pool_heads"), use_bias=b, dtype=dtype, rngs=rngs)
+        self.k_proj = dense(in_features, inner, ("vit_feat", "pool_heads"), use_bias=b, dtype=dtype, rngs=rngs)
+        self.v_proj = dense(in_features, inner, ("vit_feat", "pool_heads"), use_bias=b, dtype=dtype, rngs=rngs)
+        self.o_proj = dense(inner, cfg.hidden_size, ("pool_heads", "vit_embed"), use_bias=b, dtype=dtype, rngs=rngs)
+
+    def __call__(self, query: jax.Array, windows: jax.Array, valid: jax.Array) -> jax.Array:
+        t, w, _ = windows.shape
+        q = self.q_proj(query).reshape(t, self.num_heads, self.head_dim)  # [tokens, heads, hd]
+        k = self.k_proj(windows).reshape(t, w, self.num_heads, self.head_dim)  # [tokens, W, heads, hd]
+        v = self.v_proj(windows).reshape(t, w, self.num_heads, self.head_dim)
+        logits = jnp.einsum("thd,twhd->thw", q, k, preferred_element_type=jnp.float32) * self.head_dim ** -0.5
+        logits = jnp.where(valid[:, None, :], logits, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        out = jnp.einsum("thw,twhd->thd", probs, v).reshape(t, -1)
+        return self.o_proj(out)  # [tokens, hidden]
+
+
+class Projector(nnx.Module):
+    """SwiGLU MLP without bias: connector width -> LLM intermediate -> LLM hidden."""
+
+    def __init__(self, cfg: ConnectorConfig, dtype, rngs: nnx.Rngs):
+        self.gate_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("vit_embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.up_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("vit_embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.down_proj = dense(cfg.intermediate_size, cfg.text_hidden_size, ("mlp", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Connector(nnx.Module):
+    """ViT features of the selected layers -> one LLM-space vector per pooled image token."""
+
+    def __init__(self, cfg: ConnectorConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.image_pooling_2d = AttentionPooling(cfg, cfg.hidden_size * len(cfg.feature_layers), dtype, rngs)
+        self.image_projector = Projector(cfg, dtype, rngs)
+
+    def __call__(self, features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """features [crops, patches, C], pooling [tokens, W] -> (vectors [tokens, D], token has patches [tokens])."""
+        windows, valid = gather_windows(features, pooling)
+        query = masked_mean_query(windows, valid)
+        pooled = self.image_pooling_2d(query, windows, valid)
+        return self.image_projector(pooled), valid.any(-1)

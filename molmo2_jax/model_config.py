@@ -1,0 +1,294 @@
+"""Molmo2 model configurations as frozen data, with the presets users name in configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class VitConfig:
+    """SigLIP2-style ViT: patch embedding + learned positions + pre-norm blocks (no CLS, no final norm)."""
+
+    hidden_size: int = 1152
+    intermediate_size: int = 4304
+    num_layers: int = 25  # blocks actually built: max(feature_layers) + 1
+    num_heads: int = 16
+    head_dim: int = 72
+    patch_size: int = 14
+    image_size: tuple[int, int] = (378, 378)
+    num_channels: int = 3
+    layer_norm_eps: float = 1e-6
+    attention_bias: bool = True
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size[0] // self.patch_size) * (self.image_size[1] // self.patch_size)
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size * self.patch_size * self.num_channels
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectorConfig:
+    """Molmo2 connector: multi-layer ViT features -> attention pooling per window -> SwiGLU projector."""
+
+    feature_layers: tuple[int, ...] = (24, 18)  # 0-based ViT blocks whose outputs are concatenated
+    hidden_size: int = 1152
+    num_heads: int = 16
+    head_dim: int = 72
+    attention_bias: bool = True
+    intermediate_size: int = 3072
+    text_hidden_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """Qwen3 decoder (RMSNorm, GQA, QK-norm before RoPE, SwiGLU) with Molmo2's extra embedding rows."""
+
+    vocab_size: int = 151936
+    additional_vocab_size: int = 128
+    hidden_size: int = 1024
+    intermediate_size: int = 3072
+    num_layers: int = 28
+    num_heads: int = 16
+    num_kv_heads: int = 8
+    head_dim: int = 128
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    rope_scaling: tuple[tuple[str, Any], ...] = ()  # HF rope_parameters beyond the default, as sorted items
+    rope_scaling_layers: tuple[int, ...] | None = None  # None: every layer uses the (scaled) RoPE
+    qk_norm_type: str = "qwen3"  # "qwen3": per-head RMSNorm; "olmo": over the whole projection
+    norm_after: bool = False  # OLMo-style post-norm sublayers
+    attention_bias: bool = False
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 40960
+
+    @property
+    def embedding_rows(self) -> int:
+        return self.vocab_size + self.additional_vocab_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Molmo2Config:
+    """The whole Molmo2 network: ViT, connector, Qwen3 decoder and the special token ids it reads."""
+
+    vit: VitConfig = VitConfig()
+    connector: ConnectorConfig = ConnectorConfig()
+    text: TextConfig = TextConfig()
+    image_patch_id: int = 151938
+    image_start_token_id: int = 151936
+    image_end_token_id: int = 151937
+    image_col_token_id: int = 151939
+    low_res_image_start_token_id: int = 151940
+    image_low_token_id: int = 151942
+    frame_start_token_id: int = 151943
+    frame_end_token_id: int = 151944
+
+    def replace(self, **kw: Any) -> "Molmo2Config":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Molmo2Config":
+        d = dict(d)
+        vit = _tupled(VitConfig, d.pop("vit"))
+        conn = _tupled(ConnectorConfig, d.pop("connector"))
+        text = _tupled(TextConfig, d.pop("text"))
+        return cls(vit=vit, connector=conn, text=text, **d)
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, path: str) -> "Molmo2Config":
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+def _tuplify(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_tuplify(x) for x in v)
+    return v
+
+
+def _tupled(klass: type, d: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {klass.__name__} fields {sorted(unknown)}")
+    return klass(**{k: _tuplify(v) for k, v in d.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+
+_SIGLIP2_SO400M_378 = VitConfig()  # 27-block so400m/14@378, of which Molmo2 builds 25
+
+
+def _molmo2(text: TextConfig) -> Molmo2Config:
+    return Molmo2Config(
+        vit=_SIGLIP2_SO400M_378,
+        connector=ConnectorConfig(
+            intermediate_size=text.intermediate_size, text_hidden_size=text.hidden_size
+        ),
+        text=text,
+    )
+
+
+def tiny() -> Molmo2Config:
+    """A few-M-parameter Molmo2 for tests and the CPU demo (28x28 crops, vocab 512 + 128 extras)."""
+    text = TextConfig(
+        vocab_size=512, additional_vocab_size=128, hidden_size=64, intermediate_size=128,
+        num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, rope_theta=10_000.0,
+        max_position_embeddings=4096,
+    )
+    return Molmo2Config(
+        vit=VitConfig(hidden_size=48, intermediate_size=96, num_layers=2, num_heads=4, head_dim=12,
+                      patch_size=14, image_size=(28, 28)),
+        connector=ConnectorConfig(feature_layers=(1, 0), hidden_size=48, num_heads=4, head_dim=12,
+                                  intermediate_size=128, text_hidden_size=64),
+        text=text,
+        **_special_ids(512),
+    )
+
+
+def _special_ids(base: int) -> dict[str, int]:
+    """Molmo2's image/video token ids, laid out from the first extra-vocabulary row."""
+    return dict(
+        image_start_token_id=base, image_end_token_id=base + 1, image_patch_id=base + 2,
+        image_col_token_id=base + 3, low_res_image_start_token_id=base + 4,
+        image_low_token_id=base + 6, frame_start_token_id=base + 7, frame_end_token_id=base + 8,
+    )
+
+
+def nano() -> Molmo2Config:
+    """nanoMolmo2: Qwen3-0.6B + SigLIP2 so400m/14@378."""
+    return _molmo2(TextConfig())
+
+
+def molmo2_4b() -> Molmo2Config:
+    """Molmo2-4B shapes: Qwen3-4B decoder."""
+    return _molmo2(TextConfig(hidden_size=2560, intermediate_size=9728, num_layers=36, num_heads=32,
+                              num_kv_heads=8, head_dim=128))
+
+
+def molmo2_8b() -> Molmo2Config:
+    """Molmo2-8B shapes: Qwen3-8B decoder."""
+    return _molmo2(TextConfig(hidden_size=4096, intermediate_size=12288, num_layers=36,
+                              num_heads=32, num_kv_heads=8, head_dim=128))
+
+
+PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b}
+
+
+def get_config(name: str) -> Molmo2Config:
+    """Look a preset up by the name configs use (`model.name`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+# ----------------------------------------------------------------------------------------------
+# HuggingFace config.json -> Molmo2Config
+
+
+def _feature_block(layer: int, num_layers: int) -> int:
+    """HF `vision_feature_layer` -> 0-based block index (hidden_states[layer + 1] / [layer])."""
+    return layer if layer >= 0 else num_layers + layer
+
+
+def _rope_fields(tc: dict[str, Any]) -> dict[str, Any]:
+    rp = dict(tc.get("rope_parameters") or tc.get("rope_scaling") or {})
+    theta = rp.pop("rope_theta", tc.get("rope_theta", 10_000.0))
+    rope_type = rp.get("rope_type", rp.get("type", "default"))
+    scaling = () if rope_type == "default" else tuple(sorted(rp.items()))
+    return dict(rope_theta=float(theta), rope_scaling=scaling)
+
+
+def text_config_from_hf(tc: dict[str, Any], additional_vocab_size: int | None = None) -> TextConfig:
+    """HF Qwen3 / Molmo2 text config dict -> TextConfig."""
+    num_layers = tc["num_hidden_layers"]
+    layers = tc.get("rope_scaling_layers")
+    return TextConfig(
+        vocab_size=tc["vocab_size"],
+        additional_vocab_size=tc.get("additional_vocab_size", 0) if additional_vocab_size is None
+        else additional_vocab_size,
+        hidden_size=tc["hidden_size"],
+        intermediate_size=tc["intermediate_size"],
+        num_layers=num_layers,
+        num_heads=tc["num_attention_heads"],
+        num_kv_heads=tc.get("num_key_value_heads", tc["num_attention_heads"]),
+        head_dim=tc.get("head_dim") or tc["hidden_size"] // tc["num_attention_heads"],
+        rms_norm_eps=tc.get("rms_norm_eps", tc.get("layer_norm_eps", 1e-6)),
+        qk_norm_type=tc.get("qk_norm_type", "qwen3"),
+        norm_after=tc.get("norm_after", False),
+        attention_bias=tc.get("attention_bias", tc.get("qkv_bias", False)),
+        tie_word_embeddings=tc.get("tie_word_embeddings", False),
+        max_position_embeddings=tc.get("max_position_embeddings", 40960),
+        rope_scaling_layers=None if layers is None or sorted(layers) == list(range(num_layers))
+        else tuple(layers),
+        **_rope_fields(tc),
+    )
+
+
+def vit_config_from_hf(vc: dict[str, Any], num_layers: int | None = None) -> VitConfig:
+    """HF SigLIP/SigLIP2/Molmo2 vision config dict -> VitConfig (building `num_layers` blocks)."""
+    image_size = vc.get("image_size", vc.get("image_default_input_size", 378))
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    heads = vc["num_attention_heads"]
+    return VitConfig(
+        hidden_size=vc["hidden_size"],
+        intermediate_size=vc["intermediate_size"],
+        num_layers=num_layers if num_layers is not None else vc["num_hidden_layers"],
+        num_heads=heads,
+        head_dim=vc.get("head_dim") or vc["hidden_size"] // heads,
+        patch_size=vc.get("patch_size", vc.get("image_patch_size", 14)),
+        image_size=tuple(image_size),
+        num_channels=vc.get("num_channels", 3),
+        layer_norm_eps=vc.get("layer_norm_eps", 1e-6),
+        attention_bias=vc.get("attention_bias", True),
+    )
+
+
+def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
+    """HF Molmo2 `config.json` (transformers or original hub layout) -> Molmo2Config."""
+    if isinstance(hf, str):
+        path = os.path.join(hf, "config.json") if os.path.isdir(hf) else hf
+        with open(path) as f:
+            hf = json.load(f)
+    vc = dict(hf.get("vision_config") or hf.get("vit_config") or {})
+    ac = dict(hf.get("adapter_config") or {})
+    tc = dict(hf.get("text_config") or {})
+    if not vc or not tc:
+        raise ValueError("not a Molmo2 config: expected `vision_config` (or `vit_config`) and `text_config`")
+    layers = ac.get("vision_feature_layer", ac.get("vit_layers", [24, 18]))
+    vit_layers_in_ckpt = vc["num_hidden_layers"]
+    blocks = tuple(_feature_block(l, vit_layers_in_ckpt) for l in layers)
+    vit = vit_config_from_hf(vc, num_layers=max(blocks) + 1)
+    text = text_config_from_hf(tc)
+    conn = ConnectorConfig(
+        feature_layers=blocks,
+        hidden_size=ac.get("hidden_size", vit.hidden_size),
+        num_heads=ac.get("num_attention_heads", 16),
+        head_dim=ac.get("head_dim") or ac.get("hidden_size", vit.hidden_size) // ac.get("num_attention_heads", 16),
+        attention_bias=ac.get("attention_bias", True),
+        intermediate_size=ac.get("intermediate_size", text.intermediate_size),
+        text_hidden_size=ac.get("text_hidden_size", text.hidden_size),
+    )
+    if ac.get("mlp_bias", False):
+        raise ValueError("Molmo2 adapters with `mlp_bias=true` are not supported")
+    ids = {k: hf[k] for k in ("image_patch_id", "image_start_token_id", "image_end_token_id",
+                               "low_res_image_start_token_id", "frame_start_token_id",
+                               "frame_end_token_id") if k in hf}
+    base = ids.get("image_start_token_id", 151936)
+    ids.setdefault("image_col_token_id", base + 3)
+    ids.setdefault("image_low_token_id", base + 6)
+    return Molmo2Config(vit=vit, connector=conn, text=text, **ids)
