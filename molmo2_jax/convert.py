@@ -76,7 +76,7 @@ def load_hf_siglip_vit(siglip_dir: str, num_layers: int | None = None, dtype=jnp
     model = nnx.eval_shape(lambda: VisionTransformer(vit, dtype=dtype, rngs=nnx.Rngs(0)))
     prefixes = tuple((ours[len("vision_tower."):] if ours != "vision_tower.positional_embedding"
                       else "positional_embedding", theirs) for ours, theirs in hf.SIGLIP_PREFIXES)
-    hf.fill_params(nnx.state(model), hf.plain_view(SafetensorsDir(siglip_dir)), prefixes,
+    hf.fill_params(nnx.state(model), hf.siglip_view(SafetensorsDir(siglip_dir)), prefixes,
                    renames=hf.SIGLIP_RENAMES,
                    transform=lambda p, a: hf.siglip_transform("vision_tower." + p, a, vit),
                    ignore=[hf.unused_vit_blocks(vit.num_layers), r"^text_model\.", r"^logit_", r"post_layernorm",
@@ -121,7 +121,7 @@ def fresh_from_qwen3_siglip(qwen3_dir: str, siglip_dir: str, *, vit_layers=(-3, 
     hf.fill_params(state, qwen, hf.QWEN3_PREFIXES, only="language_model.", mesh=mesh,
                    row_prefix={"language_model.embed_tokens.embedding"}, ignore=[_ROPE_BUFFERS])
     vit = cfg.vit
-    hf.fill_params(state, hf.plain_view(SafetensorsDir(siglip_dir)), hf.SIGLIP_PREFIXES,
+    hf.fill_params(state, hf.siglip_view(SafetensorsDir(siglip_dir)), hf.SIGLIP_PREFIXES,
                    renames=hf.SIGLIP_RENAMES, only="vision_tower.", mesh=mesh,
                    transform=lambda p, a: hf.siglip_transform(p, a, vit),
                    ignore=[hf.unused_vit_blocks(vit.num_layers), r"^text_model\.", r"^logit_", r"post_layernorm",

@@ -150,6 +150,12 @@ def plain_view(reader: SafetensorsDir) -> dict[str, Source]:
     return {k: _stored(reader, k) for k in reader.keys()}
 
 
+def siglip_view(reader: SafetensorsDir) -> dict[str, Source]:
+    """Canonical view of a SigLIP/SigLIP2 checkpoint (full model, or vision model saved without prefix)."""
+    bare = ("embeddings.", "encoder.", "post_layernorm.", "head.")
+    return {("vision_model." + k if k.startswith(bare) else k): _stored(reader, k) for k in reader.keys()}
+
+
 # ----------------------------------------------------------------------------------------------
 # Filling parameters
 
@@ -220,7 +226,7 @@ def fill_params(state, view: dict[str, Source], prefixes, *, renames=(), only: s
         if problems:  # keep checking shapes, stop reading data
             continue
         arr = src.read()
-        if transpose:
+        if transpose and arr.ndim == 2:
             arr = arr.T
         if transform is not None:
             arr = transform(path, arr)

@@ -1,0 +1,294 @@
+"""`Molmo2Processor`: text + images + videos -> the numpy arrays Molmo2 consumes (transformers' names).
+
+    processor = Molmo2Processor.from_pretrained("path/to/Molmo2-4B")   # or Molmo2Processor(tokenizer)
+    batch = processor(text="<|image|><|im_start|>user\\nPoint to the dog.<|im_end|>\\n"
+                           "<|im_start|>assistant\\n", images=["dog.jpg"])
+    batch = processor.chat("Point to the dog.", images=["dog.jpg"])   # same, prompt built for you
+
+Output (batch of one): input_ids / attention_mask / mm_token_type_ids [1, T]; pixel_values
+[crops, patches, 588]; image_token_pooling [tokens, 4] (-1 = pad, indices global over the crops of
+all images); image_grids [images, 4]; image_num_crops [images]; pixel_values_videos [frames,
+patches, 588]; video_token_pooling [tokens, 9]; video_grids [videos, 3]. `<|image|>`/`<|video|>` in
+the text mark where each image's/video's tokens go, in order; BOS is prepended when missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from molmo2_jax.processing import chat as chat_lib
+from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImage, image_token_ids,
+                                          load_image, process_image)
+from molmo2_jax.processing.tokenizer import (IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer,
+                                             Molmo2TokenIds, Tokenizer, load_tokenizer)
+from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrames, load_video,
+                                         process_video, video_token_segments)
+
+VideoInput = Any  # a path, a VideoFrames, or a (frames [T, H, W, 3] uint8, timestamps [T]) pair
+
+
+class Molmo2Processor:
+    """Tokenizes a prompt and expands each image/video placeholder into Molmo2's vision tokens."""
+
+    def __init__(self, tokenizer: Tokenizer, image: ImageConfig = ImageConfig(),
+                 video: VideoConfig = VideoConfig(),
+                 token_ids: Molmo2TokenIds | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.image = image
+        self.video = video
+        self.token_ids = Molmo2TokenIds.from_tokenizer(tokenizer) if token_ids is None else token_ids
+
+    @classmethod
+    def from_pretrained(cls, hf_dir: str, tokenizer: Tokenizer | None = None) -> "Molmo2Processor":
+        """Read an HF Molmo2 directory: tokenizer.json + preprocessor/video/processor configs.
+
+        Settings missing from the files take transformers' class defaults (e.g. column tokens
+        after the low-res rows when `use_single_crop_col_tokens` is absent), as transformers does.
+        """
+        tok = tokenizer if tokenizer is not None else HFTokenizer.from_pretrained(hf_dir)
+        proc = _read_json(hf_dir, "processor_config.json")
+        img = {**_read_json(hf_dir, "preprocessor_config.json"), **proc.get("image_processor", {})}
+        vid = {**_read_json(hf_dir, "video_preprocessor_config.json"),
+               **proc.get("video_processor", {})}
+        col = proc.get("image_use_col_tokens", True)
+        low_col = proc.get("use_single_crop_col_tokens")
+        image = ImageConfig(
+            **_vision_fields(img, ImageConfig()),
+            max_crops=img.get("max_crops", ImageConfig.max_crops),
+            overlap_margins=tuple(img.get("overlap_margins", ImageConfig.overlap_margins)),
+            use_col_tokens=col,
+            low_res_col_tokens=col if low_col is None else low_col,
+            low_res_start_token=proc.get("use_single_crop_start_token", True),
+        )
+        video = VideoConfig(
+            **_vision_fields(vid, VideoConfig()),
+            max_fps=vid.get("max_fps", VideoConfig.max_fps),
+            use_col_tokens=proc.get("video_use_col_tokens", False),
+            frame_special_tokens=proc.get("use_frame_special_tokens", True),
+        )
+        return cls(tok, image, video)
+
+    # --------------------------------------------------------------------------------------------
+    # Inference
+
+    def __call__(self, text: str | None = None, images: Sequence[ImageInput] | None = None,
+                 videos: Sequence[VideoInput] | None = None) -> dict[str, np.ndarray]:
+        """Arrays for one prompt; `text` holds one `<|image|>`/`<|video|>` per image/video."""
+        images, videos = list(images or []), list(videos or [])
+        processed_images = [process_image(load_image(x, self.image.max_pixels), self.image)
+                            for x in images]
+        frames = [self._video_frames(v) for v in videos]
+        processed_videos = [process_video(f, self.video) for f in frames]
+        out = self._media_arrays(processed_images, processed_videos)
+        if text is None:
+            return out
+        n_img, n_vid = text.count(IMAGE_PROMPT), text.count(VIDEO_PROMPT)
+        if (n_img, n_vid) != (len(images), len(videos)):
+            raise ValueError(
+                f"the prompt has {n_img} {IMAGE_PROMPT} and {n_vid} {VIDEO_PROMPT} placeholders "
+                f"but {len(images)} images and {len(videos)} videos were given; put one "
+                "placeholder per image/video in the text, or build it with processor.chat(...)")
+        ids = self._encode_with_media(text, processed_images, processed_videos, frames)
+        out.update(self._token_arrays(ids, batch=True))
+        return out
+
+    def apply_chat_template(self, messages: Sequence[chat_lib.Message],
+                            num_images: int | None = None, num_videos: int | None = None,
+                            add_generation_prompt: bool = True) -> str:
+        """Molmo2's chat prompt for `messages` (media placeholders first), without BOS."""
+        return chat_lib.render_chat(messages, num_images, num_videos, add_generation_prompt)
+
+    def chat(self, prompt: str | Sequence[chat_lib.Message],
+             images: Sequence[ImageInput] | None = None,
+             videos: Sequence[VideoInput] | None = None) -> dict[str, np.ndarray]:
+        """Arrays for a question (or a message list) about the given media, ready to generate."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = self.apply_chat_template(messages, len(images or []), len(videos or []))
+        return self(text=text, images=images, videos=videos)
+
+    # --------------------------------------------------------------------------------------------
+    # Training
+
+    def training_example(self, branches: Sequence[Sequence[chat_lib.Message]],
+                         images: Sequence[ImageInput] | None = None,
+                         videos: Sequence[VideoInput] | None = None,
+                         weighting: chat_lib.LossWeighting = chat_lib.SFT_WEIGHTING,
+                         ) -> dict[str, np.ndarray]:
+        """One (possibly branched) training example with its media expanded, unbatched.
+
+        Returns input_ids, target_ids, loss_weights, branch_ids, position_ids, mm_token_type_ids
+        (all [T]) and the media arrays of `__call__`.
+        """
+        images, videos = list(images or []), list(videos or [])
+        text = chat_lib.encode_training_example(self.tokenizer, branches, len(images),
+                                                len(videos), weighting)
+        processed_images = [process_image(load_image(x, self.image.max_pixels), self.image)
+                            for x in images]
+        frames = [self._video_frames(v) for v in videos]
+        processed_videos = [process_video(f, self.video) for f in frames]
+        blocks = iter([image_token_ids(p.grid, self.image, self.token_ids) for p in processed_images])
+        video_blocks = iter([self._encode_segments(video_token_segments(
+            f.timestamps, p.grid, self.video, self.token_ids)) for f, p in zip(frames, processed_videos)])
+        ids = self.token_ids
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                             ("input_ids", "target_ids", "loss_weights", "branch_ids")}
+        for t in range(len(text.input_ids)):
+            token = text.input_ids[t]
+            if token in (ids.image_prompt, ids.video_prompt):
+                block = next(blocks) if token == ids.image_prompt else next(video_blocks)
+                cols["input_ids"].append(block)
+                cols["target_ids"].append(np.append(block[1:], text.target_ids[t]))
+                cols["loss_weights"].append(np.append(np.zeros(len(block) - 1, np.float32),
+                                                      text.loss_weights[t]))
+                cols["branch_ids"].append(np.full(len(block), text.branch_ids[t], np.int32))
+            else:
+                cols["input_ids"].append(text.input_ids[t:t + 1])
+                cols["target_ids"].append(text.target_ids[t:t + 1])
+                cols["loss_weights"].append(text.loss_weights[t:t + 1])
+                cols["branch_ids"].append(text.branch_ids[t:t + 1])
+        out = {k: np.concatenate(v) for k, v in cols.items()}
+        out["input_ids"] = out["input_ids"].astype(np.int32)
+        out["target_ids"] = out["target_ids"].astype(np.int32)
+        out["loss_weights"] = out["loss_weights"].astype(np.float32)
+        out["position_ids"] = branch_positions(out["branch_ids"])
+        out["mm_token_type_ids"] = self._token_arrays(out["input_ids"], batch=False)["mm_token_type_ids"]
+        out.update(self._media_arrays(processed_images, processed_videos))
+        return out
+
+    # --------------------------------------------------------------------------------------------
+    # Internals
+
+    def _video_frames(self, video: VideoInput) -> VideoFrames:
+        """Sampled frames of a path (molmo-utils sampling) or pre-sampled frames with timestamps."""
+        if isinstance(video, VideoFrames):
+            return video
+        if isinstance(video, (str, os.PathLike)):
+            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps)
+        if isinstance(video, tuple) and len(video) == 2:
+            return VideoFrames(*video)
+        raise TypeError(f"cannot use a {type(video).__name__} as a video; pass a path, a "
+                        "VideoFrames or a (frames [T, H, W, 3] uint8, timestamps [T]) pair")
+
+    def _encode_segments(self, segments: Sequence[str | np.ndarray]) -> np.ndarray:
+        """Concatenate token arrays and encoded text, merging adjacent text before encoding."""
+        parts: list[np.ndarray] = []
+        pending = ""
+        for seg in segments:
+            if isinstance(seg, str):
+                pending += seg
+                continue
+            if pending:
+                parts.append(np.asarray(self.tokenizer.encode(pending), np.int32))
+                pending = ""
+            parts.append(np.asarray(seg, np.int32))
+        if pending:
+            parts.append(np.asarray(self.tokenizer.encode(pending), np.int32))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+    def _encode_with_media(self, text: str, images: Sequence[ProcessedImage],
+                           videos: Sequence[ProcessedVideo],
+                           frames: Sequence[VideoFrames]) -> np.ndarray:
+        """Token ids of `text` with BOS and every placeholder replaced by its media's tokens."""
+        bos = self.tokenizer.bos_token
+        segments: list[str | np.ndarray] = []
+        if not text.startswith(bos):
+            segments.append(np.asarray([self.token_ids.bos], np.int32))
+        img_iter, vid_iter = iter(images), iter(zip(frames, videos))
+        pos = 0
+        while True:
+            i, v = text.find(IMAGE_PROMPT, pos), text.find(VIDEO_PROMPT, pos)
+            if i < 0 and v < 0:
+                segments.append(text[pos:])
+                break
+            if v < 0 or 0 <= i < v:
+                segments.append(text[pos:i])
+                segments.append(image_token_ids(next(img_iter).grid, self.image, self.token_ids))
+                pos = i + len(IMAGE_PROMPT)
+            else:
+                segments.append(text[pos:v])
+                f, p = next(vid_iter)
+                segments.extend(video_token_segments(f.timestamps, p.grid, self.video,
+                                                     self.token_ids))
+                pos = v + len(VIDEO_PROMPT)
+        return self._encode_segments(segments)
+
+    def _token_arrays(self, ids: np.ndarray, batch: bool) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask and mm_token_type_ids (1 on vision structure/patch tokens)."""
+        ids = np.asarray(ids, np.int32)
+        mm = np.isin(ids, self.token_ids.vision_ids).astype(np.int32)
+        out = {"input_ids": ids, "attention_mask": np.ones_like(ids), "mm_token_type_ids": mm}
+        return {k: v[None] for k, v in out.items()} if batch else out
+
+    @staticmethod
+    def _media_arrays(images: Sequence[ProcessedImage],
+                      videos: Sequence[ProcessedVideo]) -> dict[str, np.ndarray]:
+        """Concatenated pixels, pooling indices offset into the concatenation, and grids."""
+        out: dict[str, np.ndarray] = {}
+        if images:
+            out["pixel_values"] = np.concatenate([p.pixel_values for p in images])
+            out["image_token_pooling"] = _offset_pooling(
+                [p.pooling for p in images], [p.pixel_values.shape[:2] for p in images])
+            out["image_grids"] = np.asarray([p.grid for p in images], np.int32)
+            out["image_num_crops"] = np.asarray([len(p.pixel_values) for p in images], np.int32)
+        if videos:
+            out["pixel_values_videos"] = np.concatenate([p.pixel_values for p in videos])
+            out["video_token_pooling"] = _offset_pooling(
+                [p.pooling for p in videos], [p.pixel_values.shape[:2] for p in videos])
+            out["video_grids"] = np.asarray([p.grid for p in videos], np.int32)
+        return out
+
+
+def branch_positions(branch_ids: np.ndarray) -> np.ndarray:
+    """Position of each token among the tokens it can see: shared ones, then its own branch's."""
+    shared = branch_ids == chat_lib.SHARED_BRANCH
+    shared_before = np.cumsum(shared) - shared
+    pos = np.where(shared, shared_before, 0).astype(np.int32)
+    for b in np.unique(branch_ids[~shared]):
+        m = branch_ids == b
+        pos[m] = shared_before[m] + np.arange(m.sum())
+    return pos
+
+
+def _offset_pooling(poolings: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Shift each item's local pooling indices by the patches of the items before it (-1 stays)."""
+    out, offset = [], 0
+    for pooling, (crops, patches) in zip(poolings, shapes):
+        out.append(np.where(pooling >= 0, pooling + offset, -1))
+        offset += crops * patches
+    return np.concatenate(out).astype(np.int32)
+
+
+def _read_json(directory: str, name: str) -> dict[str, Any]:
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _vision_fields(cfg: dict[str, Any], default: ImageConfig | VideoConfig) -> dict[str, Any]:
+    """base_size / patch_size / pooling / mean / std from an HF (video) preprocessor config."""
+    size = cfg.get("size", {"height": default.base_size, "width": default.base_size})
+    if isinstance(size, dict):
+        if size.get("height") != size.get("width"):
+            raise ValueError(f"Molmo2 needs square crops, config has size {size}")
+        size = size["height"]
+    return dict(
+        base_size=int(size),
+        patch_size=int(cfg.get("patch_size", default.patch_size)),
+        pooling=tuple(cfg.get("pooling_size", default.pooling)),
+        mean=tuple(cfg.get("image_mean", default.mean)),
+        std=tuple(cfg.get("image_std", default.std)),
+    )
+
+
+def load_processor(path: str | None = None, **kw: Any) -> Molmo2Processor:
+    """An HF Molmo2 directory's processor, or the default Qwen3-based one from `load_tokenizer(path)`."""
+    if path is not None and os.path.isdir(path):
+        return Molmo2Processor.from_pretrained(path)
+    return Molmo2Processor(load_tokenizer(path), **kw)

@@ -1,0 +1,192 @@
+"""Molmo2 video input: frame-time sampling (molmo-utils' "uniform_last_frame"), PyAV decoding that
+seeks to keyframes and decodes only the frames it needs, and per-frame patches with 3x3 pooling.
+
+Each frame is stretched to one 378x378 crop (27x27 patches) and pooled 3x3 -> 9x9 = 81 tokens,
+written as `"{t:.1f} " <frame_start> 81 x <im_patch> <frame_end>` with frames separated by a space.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from molmo2_jax.processing.errors import MediaError
+from molmo2_jax.processing.images import normalize, patchify, pooling_windows, resize_uint8
+from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoConfig:
+    """Molmo2's video settings (defaults: the released models; molmo-utils' 384-frame cap)."""
+
+    base_size: int = 378
+    patch_size: int = 14
+    pooling: tuple[int, int] = (3, 3)
+    max_frames: int = 384
+    max_fps: float | None = 2.0
+    use_col_tokens: bool = False
+    frame_special_tokens: bool = True  # <frame_start>/<frame_end>, else <im_start>/<im_end>
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.base_size % self.patch_size:
+            raise ValueError(f"base_size {self.base_size} is not a multiple of patch_size "
+                             f"{self.patch_size}")
+        if self.max_frames < 1:
+            raise ValueError("max_frames must be >= 1")
+
+    @property
+    def crop_patches(self) -> int:
+        return self.base_size // self.patch_size
+
+
+@dataclasses.dataclass
+class VideoFrames:
+    """Sampled frames of a video and the time (seconds from the first frame) each one shows."""
+
+    frames: np.ndarray  # [T, H, W, 3] uint8
+    timestamps: np.ndarray  # [T] float64
+
+    def __post_init__(self) -> None:
+        self.frames = np.asarray(self.frames)
+        self.timestamps = np.asarray(self.timestamps, np.float64)
+        if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
+            raise ValueError(f"video frames must be uint8 [T, H, W, 3], got {self.frames.dtype} "
+                             f"{self.frames.shape}")
+        if len(self.frames) == 0 or len(self.frames) != len(self.timestamps):
+            raise ValueError(f"need one timestamp per frame and at least one frame, got "
+                             f"{len(self.frames)} frames and {len(self.timestamps)} timestamps")
+
+
+@dataclasses.dataclass
+class ProcessedVideo:
+    """One video as the model sees it (pooling indices count from this video's first patch)."""
+
+    pixel_values: np.ndarray  # [T, patches, patch*patch*3] float32
+    pooling: np.ndarray  # [T*tokens_per_frame, pool_h*pool_w] int32, -1 = padding
+    grid: tuple[int, int, int]  # (frames, pooled rows, pooled cols)
+
+
+def sample_frame_times(duration_s: float, max_frames: int, max_fps: float | None = 2.0) -> np.ndarray:
+    """Molmo2's training sampler (molmo-utils `sample_times`, "uniform_last_frame").
+
+    At most `max_fps` frames per second from t=0, plus the last instant `duration_s`; when that
+    would exceed `max_frames`, `max_frames` times evenly spaced over [0, duration_s] instead.
+    A 10 s clip at 2 fps gives 0.0, 0.5, ..., 9.5, 10.0 (21 times).
+    """
+    if not duration_s >= 0:
+        raise ValueError(f"duration must be >= 0 seconds, got {duration_s}")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if max_fps is not None:
+        if (max_frames - 1) / max_fps >= duration_s:
+            times = np.arange(0.0, stop=duration_s, step=1 / max_fps)
+            return np.concatenate([times, [duration_s]], axis=0)
+    return np.linspace(0, duration_s, num=max_frames, endpoint=True, dtype=np.float64)
+
+
+def frame_indices_for_times(pts_s: np.ndarray, duration_s: float, times: np.ndarray) -> np.ndarray:
+    """Index of the frame on screen at each time (relative to the first frame), as molmo-utils."""
+    ends = np.concatenate([pts_s[1:], [duration_s]])  # each frame shows until the next one starts
+    idx = np.searchsorted(ends, times + pts_s[0], side="right")
+    return np.minimum(idx, len(pts_s) - 1)
+
+
+def load_video(path: str, max_frames: int = VideoConfig.max_frames,
+               max_fps: float | None = VideoConfig.max_fps) -> VideoFrames:
+    """Decode the frames Molmo2 samples from a video file (PyAV; seeks to keyframes when it helps)."""
+    import av
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise MediaError(name, "no such file")
+    if os.path.getsize(name) == 0:
+        raise MediaError(name, "empty file (0 bytes)")
+    try:
+        with av.open(name) as container:
+            if not container.streams.video:
+                raise MediaError(name, "no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            if not rate:
+                raise MediaError(name, "unknown frame rate")
+            fps = float(rate)
+            tb = float(stream.time_base)
+            # Demux (no decoding) to learn every frame's timestamp and where the keyframes are.
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream)
+                       if p.pts is not None and p.size > 0]
+            if not packets:
+                raise MediaError(name, "video has no frames")
+            packets.sort()
+            pts = np.asarray([p for p, _ in packets], np.int64)
+            keyframes = [p for p, key in packets if key] or [int(pts[0])]
+            pts_s = pts * tb
+            duration = float(pts_s[-1] + 1 / fps - pts_s[0])
+            times = sample_frame_times(duration, max_frames, max_fps)
+            idx = frame_indices_for_times(pts_s, duration, times)
+            wanted = sorted({int(pts[i]) for i in idx})
+            decoded = _decode_at(container, stream, wanted, keyframes, name)
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise MediaError(name, f"corrupt or unsupported video ({e})") from None
+    frames = np.stack([decoded[int(pts[i])] for i in idx])
+    return VideoFrames(frames, times)
+
+
+def _decode_at(container, stream, wanted: Sequence[int], keyframes: Sequence[int],
+               name: str) -> dict[int, np.ndarray]:
+    """RGB frames with the given pts (sorted), seeking to a keyframe only when that skips decoding."""
+    out: dict[int, np.ndarray] = {}
+    frames = None
+    position = None  # pts of the last decoded frame
+    for target in wanted:
+        key = keyframes[max(bisect.bisect_right(keyframes, target) - 1, 0)]
+        if frames is None or position is None or key > position:
+            container.seek(key, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            position = frame.pts
+            if frame.pts >= target:
+                out[target] = frame.to_ndarray(format="rgb24")
+                break
+        else:
+            raise MediaError(name, f"could not decode the frame at pts {target}")
+    return out
+
+
+def process_video(video: VideoFrames, cfg: VideoConfig = VideoConfig()) -> ProcessedVideo:
+    """Each frame stretched to one crop, patchified, with 3x3 pooling indices per frame."""
+    s = cfg.base_size
+    frames = np.stack([normalize(resize_uint8(f, s, s), cfg.mean, cfg.std)
+                       for f in video.frames])  # [T, S, S, 3]
+    pixel_values = patchify(frames, cfg.patch_size)  # [T, P, p*p*3]
+    cp = cfg.crop_patches
+    per_frame, rows, cols = pooling_windows(np.arange(cp * cp, dtype=np.int32).reshape(cp, cp),
+                                            *cfg.pooling)
+    offsets = (np.arange(len(frames), dtype=np.int32) * cp * cp)[:, None, None]
+    pooling = np.where(per_frame[None] >= 0, per_frame[None] + offsets, -1)
+    return ProcessedVideo(pixel_values, pooling.reshape(-1, per_frame.shape[1]).astype(np.int32),
+                          (len(frames), rows, cols))
+
+
+def video_token_segments(timestamps: Sequence[float], grid: tuple[int, int, int],
+                         cfg: VideoConfig, ids: Molmo2TokenIds) -> list[str | np.ndarray]:
+    """The video's prompt as text pieces (frame times) and token-id arrays (frames), in order."""
+    _, rows, cols = grid
+    start, end = ((ids.frame_start, ids.frame_end) if cfg.frame_special_tokens
+                  else (ids.image_start, ids.image_end))
+    row = [ids.image_patch] * cols + ([ids.image_col] if cfg.use_col_tokens else [])
+    frame_tokens = np.asarray([start] + row * rows + [end], np.int32)
+    segments: list[str | np.ndarray] = []
+    for k, t in enumerate(timestamps):
+        segments.append((" " if k else "") + f"{t:.1f} ")
+        segments.append(frame_tokens)
+    return segments
