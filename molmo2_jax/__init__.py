@@ -1,0 +1,25 @@
+"""molmo2-jax: the Molmo2 vision-language model and its training recipe in JAX / Flax NNX."""
+
+from molmo2_jax.model import Molmo2
+from molmo2_jax.model_config import Molmo2Config, get_config
+
+__all__ = ["Molmo2", "Molmo2Config", "get_config", "load"]
+
+
+def load(path: str, mesh=None, dtype=None):
+    """(model, processor) from our checkpoint or an HF Molmo2 directory (detected from its contents)."""
+    import jax.numpy as jnp
+
+    from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
+    from molmo2_jax.convert import load_hf_molmo2
+
+    dtype = dtype or jnp.float32
+    model = load_params(path, mesh, dtype) if is_checkpoint(path) else load_hf_molmo2(path, mesh, dtype)
+    processor = None
+    try:
+        from molmo2_jax.processing import Molmo2Processor
+
+        processor = Molmo2Processor.from_pretrained(path)
+    except (ImportError, FileNotFoundError, OSError, ValueError):
+        pass  # weights without tokenizer files: the caller brings its own processor
+    return model, processor

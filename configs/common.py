@@ -1,0 +1,41 @@
+"""Defaults every stage config shares (the keys users override are listed in shared/interfaces.md)."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict({"name": "nano"})
+    c.init = ml_collections.ConfigDict({"checkpoint": ""})
+    c.total_steps = 1000
+    c.warmup_steps = 100
+    c.batch_size = 8
+    c.seq_len = 2536
+    c.grad_accum_steps = 1
+    c.learning_rate = ml_collections.ConfigDict({"connector": 2e-4, "vit": 6e-6, "llm": 2e-5})
+    c.lr_final_fraction = 0.1
+    c.freeze_vit = True
+    c.weight_decay = 0.0
+    c.grad_clip = 1.0
+    c.z_loss = 0.0
+    c.max_consecutive_nonfinite = 5
+    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "sequence": 1})
+    c.attention_impl = "xla"
+    c.remat = "none"  # "none" | "block"
+    c.dtype = "bfloat16"
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.keep_every = 0  # also keep every K-th step's checkpoint (0 = off)
+    c.log_every = 10
+    c.eval_every = 0
+    c.seed = 0
+    c.data = ml_collections.ConfigDict({
+        "mixture": "stage1",
+        "path": "",
+        "weights": {},
+        "max_crops": 8,
+        "max_frames": 0,
+        "window": 64,
+        "num_workers": 0,
+    })
+    return c

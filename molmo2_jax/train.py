@@ -1,0 +1,143 @@
+"""Molmo2 training step: weighted token cross-entropy, per-component AdamW, frozen ViT, skip non-finite steps."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from molmo2_jax.model import Molmo2
+
+COMPONENTS = ("vit", "connector", "llm")
+_PREFIX = {"vision_tower": "vit", "connector": "connector", "language_model": "llm"}
+
+
+def component_of(path: tuple) -> str:
+    """Which Molmo2 component ('vit', 'connector', 'llm') a parameter path belongs to."""
+    return _PREFIX[str(path[0])]
+
+
+def decays(path: tuple, value: Any) -> bool:
+    """Weight decay applies to matrices only: not to norms, biases, embeddings or position tables."""
+    leaf = str(path[-1])
+    return value.ndim >= 2 and leaf not in ("embedding", "positional_embedding")
+
+
+def trainable_filter(freeze_vit: bool):
+    """nnx filter of the parameters that get gradients and optimizer state."""
+    if freeze_vit:
+        return nnx.All(nnx.Param, nnx.Not(nnx.PathContains("vision_tower")))
+    return nnx.Param
+
+
+def learning_rate_schedules(lrs: Mapping[str, float], warmup: int, total: int, final_frac: float = 0.1):
+    """Per-component warmup + cosine decay (to `final_frac` of the peak)."""
+    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(warmup, 1), max(total, warmup + 1),
+                                                  end_value=lrs[c] * final_frac) for c in COMPONENTS}
+
+
+def _names(path) -> tuple:
+    return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+
+
+def make_optimizer(schedules: Mapping, *, weight_decay: float, clip: float, b1: float = 0.9, b2: float = 0.95,
+                   eps: float = 1e-6, max_consecutive_nonfinite: int = 5) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW with a learning rate per component; non-finite steps are skipped."""
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(lambda p, _: component_of(_names(p)), params)
+
+    def decay_mask(params):
+        return jax.tree_util.tree_map_with_path(lambda p, v: decays(_names(p), v), params)
+
+    per_component = optax.multi_transform(
+        {c: optax.adamw(schedules[c], b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
+         for c in COMPONENTS}, labels)
+    return optax.apply_if_finite(optax.chain(optax.clip_by_global_norm(clip), per_component),
+                                 max_consecutive_errors=max_consecutive_nonfinite)
+
+
+def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0):
+    """sum(ce * w) / sum(w) over next-token targets; `loss_weights[t]` weighs predicting token t from t-1."""
+    targets = batch["input_ids"][:, 1:]
+    weights = (batch["loss_weights"] * batch["loss_mask"])[:, 1:].astype(jnp.float32)
+    logits = logits[:, :-1].astype(jnp.float32)
+    weights = jnp.where(targets < logits.shape[-1], weights, 0.0)  # extra-vocab tokens are never targets
+    targets = jnp.minimum(targets, logits.shape[-1] - 1)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    ce = log_z - target_logit
+    total_w = jnp.maximum(weights.sum(), 1e-8)
+    loss = (ce * weights).sum() / total_w
+    if z_loss:
+        loss = loss + z_loss * ((log_z ** 2) * weights).sum() / total_w
+    mask = weights > 0
+    correct = (jnp.argmax(logits, -1) == targets) & mask
+    return loss, {"ce": (ce * weights).sum() / total_w, "accuracy": correct.sum() / jnp.maximum(mask.sum(), 1),
+                  "loss_tokens": mask.sum()}
+
+
+def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Packed batch -> Molmo2 inputs: per-row crops and pooling tables become one global table."""
+    out = {"input_ids": batch["input_ids"], "mm_token_type_ids": batch["mm_token_type_ids"],
+           "segment_ids": batch["segment_ids"], "position_ids": batch["positions"]}
+    for pix, pool in (("pixel_values", "image_token_pooling"), ("pixel_values_videos", "video_token_pooling")):
+        if pix in batch:
+            b, crops, patches = batch[pix].shape[:3]
+            offsets = (jnp.arange(b) * crops * patches)[:, None, None]
+            table = jnp.where(batch[pool] >= 0, batch[pool] + offsets, -1)
+            out[pix] = batch[pix].reshape(b * crops, patches, -1)
+            out[pool] = table.reshape(-1, table.shape[-1])
+    return out
+
+
+def loss_fn(model: Molmo2, batch, z_loss: float = 0.0):
+    logits = model(**model_inputs(batch))
+    return weighted_cross_entropy(logits, batch, z_loss)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a step updates: the model and its optimizer (which holds the step count)."""
+
+    model: Molmo2
+    optimizer: nnx.Optimizer
+
+
+def make_train_step(z_loss: float = 0.0, accum_steps: int = 1):
+    """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches."""
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def train_step(model: Molmo2, optimizer: nnx.Optimizer, batch):
+        wrt = optimizer.wrt
+        diff = nnx.DiffState(0, wrt)
+        grad_fn = nnx.value_and_grad(lambda m, b: loss_fn(m, b, z_loss), argnums=diff, has_aux=True)
+        if accum_steps == 1:
+            (loss, aux), grads = grad_fn(model, batch)
+        else:
+            micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
+            loss, aux, grads = 0.0, None, None
+            for i in range(accum_steps):
+                (l, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
+                loss = loss + l / accum_steps
+                grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+                aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
+            grads = jax.tree.map(lambda g: g / accum_steps, grads)
+            aux = dict(aux, ce=aux["ce"] / accum_steps, accuracy=aux["accuracy"] / accum_steps)
+        grad_norm = optax.global_norm(grads)
+        optimizer.update(model, grads)
+        return dict(aux, loss=loss, grad_norm=grad_norm, finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+
+    return train_step
+
+
+def nonfinite_count(optimizer: nnx.Optimizer) -> int:
+    """Consecutive non-finite steps skipped so far (from optax.apply_if_finite's state)."""
+    state = optimizer.opt_state
+    return int(np.asarray(state.notfinite_count[...] if hasattr(state.notfinite_count, "__getitem__")
+                          else state.notfinite_count))
