@@ -80,7 +80,7 @@ class Molmo2(nnx.Module):
         return x
 
     def mask_info(self, input_ids, mm_token_type_ids=None, attention_mask=None, position_ids=None,
-                  segment_ids=None) -> MaskInfo:
+                  segment_ids=None, branch_ids=None) -> MaskInfo:
         """Segment ids (packing / padding), positions and vision flags, with transformers' defaults."""
         b, t = input_ids.shape
         if segment_ids is None:
@@ -91,17 +91,19 @@ class Molmo2(nnx.Module):
             vision = jnp.isin(input_ids, jnp.asarray(vision_token_ids(self.cfg)))
         else:
             vision = mm_token_type_ids == 1
-        return MaskInfo(segment_ids.astype(jnp.int32), position_ids.astype(jnp.int32), vision)
+        branch = None if branch_ids is None else branch_ids.astype(jnp.int32)
+        return MaskInfo(segment_ids.astype(jnp.int32), position_ids.astype(jnp.int32), vision, branch)
 
     def __call__(self, input_ids: jax.Array, pixel_values=None, image_token_pooling=None,
                  pixel_values_videos=None, video_token_pooling=None, mm_token_type_ids=None,
-                 attention_mask=None, position_ids=None, segment_ids=None, cache: KVCache | None = None,
+                 attention_mask=None, position_ids=None, segment_ids=None, branch_ids=None,
+                 cache: KVCache | None = None,
                  return_hidden: bool = False, **unused_hf_inputs):
         """Logits [B, T, vocab] (and the updated cache when one is given)."""
         pixels, pooling = merge_visual_inputs(pixel_values, image_token_pooling, pixel_values_videos,
                                               video_token_pooling)
         x = self.embed(input_ids, pixels, pooling)
-        info = self.mask_info(input_ids, mm_token_type_ids, attention_mask, position_ids, segment_ids)
+        info = self.mask_info(input_ids, mm_token_type_ids, attention_mask, position_ids, segment_ids, branch_ids)
         hidden, cache = self.language_model(x, info, self.attention_impl, cache)
         out = hidden if return_hidden else self.language_model.logits(hidden)
         return out if cache is None else (out, cache)

@@ -185,6 +185,7 @@ class Qwen3(nnx.Module):
             kv_info = MaskInfo(_write(cache.info.segment_ids, info.segment_ids, cache.index),
                                _write(cache.info.positions, info.positions, cache.index),
                                _write(cache.info.vision, info.vision, cache.index))
+            info = dataclasses.replace(info, branch=None)  # generation has no message trees
         keys, values = [], []
         for i, block in enumerate(self.layers):
             inv = scaled if cfg.rope_scaling_layers is None or i in cfg.rope_scaling_layers else unscaled

@@ -62,13 +62,30 @@ def make_optimizer(schedules: Mapping, *, weight_decay: float, clip: float, b1: 
                                  max_consecutive_errors=max_consecutive_nonfinite)
 
 
-def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0):
-    """sum(ce * w) / sum(w) over next-token targets; `loss_weights[t]` weighs predicting token t from t-1."""
-    targets = batch["input_ids"][:, 1:]
+def next_token_targets(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(targets, weights) aligned with the predicting position.
+
+    Preferred: explicit `target_ids` (-1 = none) with `loss_weights`, which message trees need (a branch's
+    last token is not followed by its target). Fallback: shift `input_ids` by one, `loss_mask[t]` and
+    `loss_weights[t]` marking token t as a target predicted from t - 1.
+    """
+    if "target_ids" in batch:
+        targets = batch["target_ids"]
+        weights = jnp.where(targets >= 0, batch["loss_weights"], 0.0)
+        return targets, weights.astype(jnp.float32)
+    ids = batch["input_ids"]
     weights = (batch["loss_weights"] * batch["loss_mask"])[:, 1:].astype(jnp.float32)
-    logits = logits[:, :-1].astype(jnp.float32)
-    weights = jnp.where(targets < logits.shape[-1], weights, 0.0)  # extra-vocab tokens are never targets
-    targets = jnp.minimum(targets, logits.shape[-1] - 1)
+    targets = jnp.concatenate([ids[:, 1:], jnp.full_like(ids[:, :1], -1)], 1)
+    return targets, jnp.pad(weights, ((0, 0), (0, 1)))
+
+
+def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0):
+    """sum(ce * w) / sum(w) over the batch's targets, plus optional z-loss; with accuracy."""
+    targets, weights = next_token_targets(batch)
+    logits = logits.astype(jnp.float32)
+    valid = (targets >= 0) & (targets < logits.shape[-1])  # Molmo2's extra-vocab tokens are never targets
+    weights = jnp.where(valid, weights, 0.0)
+    targets = jnp.clip(targets, 0, logits.shape[-1] - 1)
     log_z = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     ce = log_z - target_logit
@@ -85,7 +102,8 @@ def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_
 def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """Packed batch -> Molmo2 inputs: per-row crops and pooling tables become one global table."""
     out = {"input_ids": batch["input_ids"], "mm_token_type_ids": batch["mm_token_type_ids"],
-           "segment_ids": batch["segment_ids"], "position_ids": batch["positions"]}
+           "segment_ids": batch["segment_ids"], "position_ids": batch["positions"],
+           "branch_ids": batch.get("branch_ids")}
     for pix, pool in (("pixel_values", "image_token_pooling"), ("pixel_values_videos", "video_token_pooling")):
         if pix in batch:
             b, crops, patches = batch[pix].shape[:3]
@@ -129,7 +147,7 @@ def make_train_step(z_loss: float = 0.0, accum_steps: int = 1):
                 aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
             grads = jax.tree.map(lambda g: g / accum_steps, grads)
             aux = dict(aux, ce=aux["ce"] / accum_steps, accuracy=aux["accuracy"] / accum_steps)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         optimizer.update(model, grads)
         return dict(aux, loss=loss, grad_norm=grad_norm, finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
 

@@ -174,7 +174,9 @@ def _linear_weights(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
 
 def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """float32 fused multiply-add a*b + c with one rounding (float32 products are exact in float64)."""
-    return (a.astype(np.float64) * b + c).astype(np.float32)
+    out = np.multiply(a, b, dtype=np.float64)
+    out += c
+    return out.astype(np.float32)
 
 
 def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -186,21 +188,27 @@ def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """
     h0, h1, lh0, lh1 = _linear_weights(img.shape[0], out_h)
     w0, w1, lw0, lw1 = _linear_weights(img.shape[1], out_w)
-    rows0, rows1 = h0[:, None], h1[:, None]
-    x00 = img[rows0, w0[None, :]].astype(np.float32)  # [out_h, out_w, C]
-    x01 = img[rows0, w1[None, :]].astype(np.float32)
-    x10 = img[rows1, w0[None, :]].astype(np.float32)
-    x11 = img[rows1, w1[None, :]].astype(np.float32)
     if out_h + out_w <= 128:
+        rows0, rows1 = np.take(img, h0, axis=0), np.take(img, h1, axis=0)  # [out_h, W, C]
+        x00, x01 = (np.take(rows0, w, axis=1).astype(np.float32) for w in (w0, w1))
+        x10, x11 = (np.take(rows1, w, axis=1).astype(np.float32) for w in (w0, w1))
         a, b = lh0[:, None, None], lh1[:, None, None]
         c, d = lw0[None, :, None], lw1[None, :, None]
         out = _fma(x00, a * c, x01 * (a * d))
         out = _fma(x10, b * c, out)
         return _fma(x11, b * d, out)
-    c, d = lw0[None, :, None], lw1[None, :, None]
-    top = _fma(x00, c, x01 * d)
-    bottom = _fma(x10, c, x11 * d)
-    return _fma(top, lh0[:, None, None], bottom * lh1[:, None, None])
+    # Separable: interpolate each needed source row along W once, then combine rows along H.
+    # Rows are flattened to [W*C] so every numpy loop runs over a long contiguous axis.
+    channels = img.shape[2]
+    expand = lambda w: (w[:, None] * channels + np.arange(channels)).reshape(-1)  # noqa: E731
+    rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
+    src = np.take(img, rows, axis=0).reshape(len(rows), -1)  # [R, W*C]
+    left, right = (np.take(src, expand(w), axis=1).astype(np.float32) for w in (w0, w1))
+    c, d = np.repeat(lw0, channels)[None], np.repeat(lw1, channels)[None]  # [1, out_w*C]
+    horizontal = _fma(left, c, right * d)  # [R, out_w*C]
+    top, bottom = horizontal[inverse[:out_h]], horizontal[inverse[out_h:]]
+    out = _fma(top, lh0[:, None], bottom * lh1[:, None])  # [out_h, out_w*C]
+    return out.reshape(out_h, out_w, channels)
 
 
 def resize_uint8(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

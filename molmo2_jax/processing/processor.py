@@ -80,10 +80,7 @@ class Molmo2Processor:
                  videos: Sequence[VideoInput] | None = None) -> dict[str, np.ndarray]:
         """Arrays for one prompt; `text` holds one `<|image|>`/`<|video|>` per image/video."""
         images, videos = list(images or []), list(videos or [])
-        processed_images = [process_image(load_image(x, self.image.max_pixels), self.image)
-                            for x in images]
-        frames = [self._video_frames(v) for v in videos]
-        processed_videos = [process_video(f, self.video) for f in frames]
+        processed_images, frames, processed_videos = self._process_media(images, videos)
         out = self._media_arrays(processed_images, processed_videos)
         if text is None:
             return out
@@ -127,34 +124,30 @@ class Molmo2Processor:
         images, videos = list(images or []), list(videos or [])
         text = chat_lib.encode_training_example(self.tokenizer, branches, len(images),
                                                 len(videos), weighting)
-        processed_images = [process_image(load_image(x, self.image.max_pixels), self.image)
-                            for x in images]
-        frames = [self._video_frames(v) for v in videos]
-        processed_videos = [process_video(f, self.video) for f in frames]
-        blocks = iter([image_token_ids(p.grid, self.image, self.token_ids) for p in processed_images])
+        processed_images, frames, processed_videos = self._process_media(images, videos)
+        image_blocks = iter([image_token_ids(p.grid, self.image, self.token_ids)
+                             for p in processed_images])
         video_blocks = iter([self._encode_segments(video_token_segments(
-            f.timestamps, p.grid, self.video, self.token_ids)) for f, p in zip(frames, processed_videos)])
-        ids = self.token_ids
+            f.timestamps, p.grid, self.video, self.token_ids))
+            for f, p in zip(frames, processed_videos)])
+        # Input tokens per original position: a placeholder becomes its media's tokens.
+        placeholders = {self.token_ids.image_prompt: image_blocks,
+                        self.token_ids.video_prompt: video_blocks}
+        blocks = [next(placeholders[t]) if t in placeholders else np.asarray([t], np.int32)
+                  for t in text.input_ids.tolist()]
         cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                              ("input_ids", "target_ids", "loss_weights", "branch_ids")}
-        for t in range(len(text.input_ids)):
-            token = text.input_ids[t]
-            if token in (ids.image_prompt, ids.video_prompt):
-                block = next(blocks) if token == ids.image_prompt else next(video_blocks)
-                cols["input_ids"].append(block)
-                cols["target_ids"].append(np.append(block[1:], text.target_ids[t]))
-                cols["loss_weights"].append(np.append(np.zeros(len(block) - 1, np.float32),
-                                                      text.loss_weights[t]))
-                cols["branch_ids"].append(np.full(len(block), text.branch_ids[t], np.int32))
-            else:
-                cols["input_ids"].append(text.input_ids[t:t + 1])
-                cols["target_ids"].append(text.target_ids[t:t + 1])
-                cols["loss_weights"].append(text.loss_weights[t:t + 1])
-                cols["branch_ids"].append(text.branch_ids[t:t + 1])
-        out = {k: np.concatenate(v) for k, v in cols.items()}
-        out["input_ids"] = out["input_ids"].astype(np.int32)
-        out["target_ids"] = out["target_ids"].astype(np.int32)
-        out["loss_weights"] = out["loss_weights"].astype(np.float32)
+        for t, block in enumerate(blocks):
+            target = text.target_ids[t]
+            if t + 1 < len(blocks) and target in placeholders and text.input_ids[t + 1] == target:
+                target = blocks[t + 1][0]  # the next input is a placeholder: predict its first token
+            cols["input_ids"].append(block)
+            cols["target_ids"].append(np.append(block[1:], target))
+            cols["loss_weights"].append(np.append(np.zeros(len(block) - 1, np.float32),
+                                                  text.loss_weights[t]))
+            cols["branch_ids"].append(np.full(len(block), text.branch_ids[t], np.int32))
+        out = {k: np.concatenate(v).astype(np.float32 if k == "loss_weights" else np.int32)
+               for k, v in cols.items()}
         out["position_ids"] = branch_positions(out["branch_ids"])
         out["mm_token_type_ids"] = self._token_arrays(out["input_ids"], batch=False)["mm_token_type_ids"]
         out.update(self._media_arrays(processed_images, processed_videos))
@@ -162,6 +155,14 @@ class Molmo2Processor:
 
     # --------------------------------------------------------------------------------------------
     # Internals
+
+    def _process_media(self, images: Sequence[ImageInput], videos: Sequence[VideoInput]
+                       ) -> tuple[list[ProcessedImage], list[VideoFrames], list[ProcessedVideo]]:
+        """Load and process every image and video (decoding/sampling video files)."""
+        processed_images = [process_image(load_image(x, self.image.max_pixels), self.image)
+                            for x in images]
+        frames = [self._video_frames(v) for v in videos]
+        return processed_images, frames, [process_video(f, self.video) for f in frames]
 
     def _video_frames(self, video: VideoInput) -> VideoFrames:
         """Sampled frames of a path (molmo-utils sampling) or pre-sampled frames with timestamps."""

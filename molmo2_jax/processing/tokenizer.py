@@ -256,20 +256,23 @@ class HFTokenizer(Tokenizer):
 class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model (the tiny demo model's) with Molmo2's tokens appended after its vocabulary.
 
-    Control and user-defined pieces of the model (e.g. `<|im_end|>` trained as a user symbol) are
-    special tokens; `extra_tokens` get ids `piece_size, piece_size + 1, ...` in order.
+    `piece_tokens` (e.g. `<|im_end|>` trained as a user-defined symbol) and the model's control
+    pieces are special tokens with their own ids; `extra_tokens` get ids `piece_size,
+    piece_size + 1, ...` in order.
     """
 
     def __init__(self, model_path: str, extra_tokens: Sequence[str] = MOLMO2_TOKENS,
-                 bos_token: str = "<|im_end|>", eos_token: str = "<|im_end|>",
-                 pad_token: str = "<|endoftext|>") -> None:
+                 piece_tokens: Sequence[str] = CHAT_TOKENS, bos_token: str = "<|im_end|>",
+                 eos_token: str = "<|im_end|>", pad_token: str = "<|endoftext|>") -> None:
         import sentencepiece as spm
 
         self._sp = spm.SentencePieceProcessor(model_file=model_path)
         n = self._sp.get_piece_size()
-        special = {self._sp.id_to_piece(i): i for i in range(n)
-                   if (self._sp.is_control(i) or self._sp.is_user_defined(i))
-                   and self._sp.id_to_piece(i)}
+        special = {self._sp.id_to_piece(i): i for i in range(n) if self._sp.is_control(i)}
+        for tok in piece_tokens:
+            i = self._sp.piece_to_id(tok)
+            if self._sp.id_to_piece(i) == tok:
+                special[tok] = i
         for k, tok in enumerate(extra_tokens):
             if tok in special:
                 raise ValueError(f"{model_path}: extra token {tok!r} is already a piece of the model")
@@ -306,7 +309,10 @@ class SentencePieceTokenizer(Tokenizer):
 
 def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int = 300,
                         user_symbols: Sequence[str] = CHAT_TOKENS) -> str:
-    """Train a small BPE SentencePiece model (e.g. for the tiny demo); returns the .model path."""
+    """Train a small byte-fallback BPE SentencePiece model (e.g. for the tiny demo); returns its path.
+
+    Text is kept verbatim (no normalisation, no dummy prefix) so decode(encode(text)) == text.
+    """
     import io
 
     import sentencepiece as spm
@@ -316,7 +322,8 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
         sentence_iterator=iter(list(texts)), model_writer=buf,
         vocab_size=vocab_size, model_type="bpe", user_defined_symbols=list(user_symbols),
         character_coverage=1.0, byte_fallback=True, hard_vocab_limit=False,
-        bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=False, bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2,
     )
     path = model_prefix + ".model"
     with open(path, "wb") as f:

@@ -1,0 +1,105 @@
+"""Training step: weighted loss, per-component optimizer, frozen ViT, non-finite skipping, accumulation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from molmo2_jax import model_config as mc
+from molmo2_jax import train
+from molmo2_jax.model import Molmo2
+
+
+def make_batch(cfg, rng, b=4, t=16):
+    ids = rng.integers(3, 500, (b, t)).astype(np.int32)
+    ids[:, 3] = cfg.image_patch_id
+    ids[:, 2] = cfg.low_res_image_start_token_id
+    target = np.concatenate([ids[:, 1:], np.full((b, 1), -1)], 1).astype(np.int32)
+    weights = np.zeros((b, t), np.float32)
+    weights[:, 6:] = rng.uniform(0.5, 2.0, (b, t - 6))
+    return {
+        "input_ids": ids, "target_ids": target, "loss_weights": weights,
+        "mm_token_type_ids": np.isin(ids, [cfg.image_patch_id, cfg.low_res_image_start_token_id]).astype(np.int32),
+        "segment_ids": np.ones((b, t), np.int32), "positions": np.tile(np.arange(t, dtype=np.int32), (b, 1)),
+        "pixel_values": rng.uniform(-1, 1, (b, 1, 4, 588)).astype(np.float32),
+        "image_token_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),
+    }
+
+
+def build(freeze_vit=False, lr=1e-3):
+    cfg = mc.tiny()
+    model = Molmo2(cfg, rngs=nnx.Rngs(0))
+    sched = train.learning_rate_schedules({"vit": lr, "connector": lr, "llm": lr}, 1, 100)
+    opt = nnx.Optimizer(model, train.make_optimizer(sched, weight_decay=0.01, clip=1.0),
+                        wrt=train.trainable_filter(freeze_vit))
+    return cfg, model, opt
+
+
+def test_loss_is_normalised_by_the_weight_sum():
+    logits = jnp.log(jnp.asarray([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
+    batch = {"target_ids": jnp.asarray([[0, 0, -1]]), "loss_weights": jnp.asarray([[1.0, 3.0, 5.0]])}
+    loss, aux = train.weighted_cross_entropy(logits, batch)
+    expected = (1 * -np.log(0.5) + 3 * -np.log(0.9)) / 4
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    assert int(aux["loss_tokens"]) == 2
+
+
+def test_target_ids_and_shifted_loss_mask_agree():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(2, 6, 11)), jnp.float32)
+    ids = jnp.asarray(rng.integers(0, 11, (2, 6)))
+    mask = jnp.asarray(rng.random((2, 6)) < 0.7)
+    w = jnp.asarray(rng.uniform(0.1, 1, (2, 6)), jnp.float32)
+    shifted, _ = train.weighted_cross_entropy(logits, {"input_ids": ids, "loss_mask": mask, "loss_weights": w})
+    explicit, _ = train.weighted_cross_entropy(logits, {
+        "target_ids": jnp.concatenate([jnp.where(mask[:, 1:], ids[:, 1:], -1), -jnp.ones((2, 1), ids.dtype)], 1),
+        "loss_weights": jnp.pad(w[:, 1:], ((0, 0), (0, 1)))})
+    np.testing.assert_allclose(float(shifted), float(explicit), rtol=1e-6)
+
+
+def test_loss_falls_and_frozen_vit_gets_no_state_or_update():
+    cfg, model, opt = build(freeze_vit=True)
+    vit_before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model.vision_tower, nnx.Param)))
+    opt_paths = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(opt, nnx.OptState))]
+    assert opt_paths and not any("vision_tower" in p for p in opt_paths)
+    step = train.make_train_step()
+    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(1)))
+    losses = [float(step(model, opt, batch)["loss"]) for _ in range(8)]
+    assert losses[-1] < losses[0] - 0.1
+    vit_after = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model.vision_tower, nnx.Param)))
+    jax.tree.map(np.testing.assert_array_equal, vit_before, vit_after)
+
+
+def test_non_finite_step_is_skipped_and_counted():
+    cfg, model, opt = build()
+    batch = make_batch(cfg, np.random.default_rng(2))
+    batch["pixel_values"][0, 0, 0, 0] = np.nan
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    out = train.make_train_step()(model, opt, jax.tree.map(jnp.asarray, batch))
+    assert not bool(out["finite"])
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+    assert train.nonfinite_count(opt) == 1
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    cfg = mc.tiny()
+    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(3)))
+    batch["loss_weights"] = (batch["loss_weights"] > 0).astype(jnp.float32)  # equal token counts per half
+    results = []
+    for accum in (1, 2):
+        _, model, opt = build()
+        train.make_train_step(accum_steps=accum)(model, opt, batch)
+        results.append(jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), *results)
+
+
+@pytest.mark.parametrize("path, leaf_ndim, expected", [
+    (("language_model", "layers", 0, "mlp", "up_proj", "kernel"), 2, True),
+    (("language_model", "layers", 0, "input_layernorm", "scale"), 1, False),
+    (("language_model", "embed_tokens", "embedding"), 2, False),
+    (("vision_tower", "layers", 0, "mlp", "fc1", "bias"), 1, False),
+])
+def test_weight_decay_skips_norms_biases_and_embeddings(path, leaf_ndim, expected):
+    assert train.decays(path, np.zeros((2,) * leaf_ndim)) is expected
