@@ -1,0 +1,79 @@
+"""Mesh construction, the logical rules table, and sharded == single-device training on fake devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from molmo2_jax.sharding import logical_to_spec, make_mesh
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_mesh_fills_minus_one_and_rejects_bad_sizes():
+    mesh = make_mesh(1, -1, 1)
+    assert mesh.shape == {"data": 1, "fsdp": jax.device_count(), "sequence": 1}
+    with pytest.raises(ValueError, match="at most one"):
+        make_mesh(-1, -1, 1)
+    with pytest.raises(ValueError, match="needs"):
+        make_mesh(3, 5, 7)
+
+
+def test_logical_rules_shard_model_dims_and_leave_indivisible_dims_replicated():
+    class FakeMesh:
+        shape = {"data": 2, "fsdp": 4, "sequence": 1}
+
+    assert logical_to_spec(("embed", "mlp")) == P("fsdp", None)
+    assert logical_to_spec(("batch", "length")) == P(("data", "fsdp"), "sequence")
+    assert logical_to_spec(("embed", "mlp"), (8, 6), FakeMesh()) == P("fsdp", None)
+    assert logical_to_spec(("embed", "mlp"), (6, 6), FakeMesh()) == P(None, None)
+
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    sys.path.insert(0, "tests")
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from molmo2_jax import model_config as mc, train
+    from molmo2_jax.model import Molmo2
+    from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
+    from test_train import make_batch
+
+    def one_step(mesh):
+        cfg = mc.tiny()
+        with jax.set_mesh(mesh):
+            model = create_sharded(lambda: Molmo2(cfg, rngs=nnx.Rngs(0)), mesh)
+            sched = train.learning_rate_schedules({"vit": 1e-3, "connector": 1e-3, "llm": 1e-3}, 1, 10)
+            opt = nnx.Optimizer(model, train.make_optimizer(sched, weight_decay=0.01, clip=1.0), wrt=nnx.Param)
+            batch = make_batch(cfg, np.random.default_rng(0), b=8, t=16)
+            batch = {k: jax.device_put(v, batch_sharding(mesh, v.ndim, 1 if v.ndim == 2 else None))
+                     for k, v in batch.items()}
+            out = train.make_train_step()(model, opt, batch)
+        params = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+        spec = model.language_model.layers[0].mlp.up_proj.kernel[...].sharding.spec
+        return float(out["loss"]), params, str(spec)
+
+    loss1, p1, _ = one_step(make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+    loss8, p8, spec = one_step(make_mesh(2, 2, 2))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)))
+    print(json.dumps({"loss1": loss1, "loss8": loss8, "param_diff": diff, "spec": spec}))
+""")
+
+
+@pytest.mark.slow
+def test_one_step_on_8_fake_devices_equals_one_device():
+    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert abs(out["loss1"] - out["loss8"]) <= 1e-5
+    assert out["param_diff"] <= 1e-5
+    assert "fsdp" in out["spec"]  # parameters really are FSDP-sharded
