@@ -1,0 +1,176 @@
+"""Generation: prefill (bidirectional vision block) + KV-cache decode; greedy or temperature/top-p sampling.
+
+    python -m molmo2_jax.generate --checkpoint DIR --image a.jpg --prompt "Point to the cats" [--out a.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from molmo2_jax.model import Molmo2
+from molmo2_jax.qwen3 import KVCache
+
+PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 36864)
+
+
+def bucket(n: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
+    """Smallest bucket >= n, so jit compiles a handful of shapes rather than one per prompt."""
+    for b in buckets:
+        if b >= n:
+            return b
+    return int(2 ** np.ceil(np.log2(n)))
+
+
+def left_pad(rows: Sequence[np.ndarray], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad 1-D token rows to `length`; returns (ids [B, L], mask [B, L])."""
+    ids = np.full((len(rows), length), pad_id, np.int32)
+    mask = np.zeros((len(rows), length), np.int32)
+    for i, r in enumerate(rows):
+        ids[i, length - len(r):] = r
+        mask[i, length - len(r):] = 1
+    return ids, mask
+
+
+def sample_token(logits: jax.Array, key: jax.Array, temperature: float, top_p: float) -> jax.Array:
+    """Greedy when temperature == 0, else temperature + nucleus (top-p) sampling; logits [B, V] -> [B]."""
+    if temperature <= 0:
+        return jnp.argmax(logits, -1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_p < 1.0:
+        sorted_logits = jnp.sort(logits, -1)[:, ::-1]
+        probs = jax.nn.softmax(sorted_logits, -1)
+        cutoff_idx = jnp.sum(jnp.cumsum(probs, -1) < top_p, -1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_logits, cutoff_idx, -1)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return jax.random.categorical(key, logits, -1).astype(jnp.int32)
+
+
+@nnx.jit(static_argnames=("temperature", "top_p"))
+def _prefill(model: Molmo2, batch: dict, cache: KVCache, key, temperature: float, top_p: float):
+    logits, cache = model(**batch, cache=cache)
+    return sample_token(logits[:, -1], key, temperature, top_p), logits[:, -1], cache
+
+
+@nnx.jit(static_argnames=("temperature", "top_p"))
+def _decode(model: Molmo2, tokens, positions, cache: KVCache, key, temperature: float, top_p: float):
+    b = tokens.shape[0]
+    logits, cache = model(tokens[:, None], segment_ids=jnp.ones((b, 1), jnp.int32), position_ids=positions[:, None],
+                          mm_token_type_ids=jnp.zeros((b, 1), jnp.int32), cache=cache)
+    return sample_token(logits[:, -1], key, temperature, top_p), logits[:, -1], cache
+
+
+def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids: Sequence[int] = (),
+                    temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, pad_id: int = 0,
+                    return_logits: bool = False):
+    """Generate for one prompt batch (`input_ids` [B, T], optional `attention_mask` for left padding).
+
+    Returns new tokens [B, N] (rows that stopped early are padded with `pad_id`), and the logits of
+    every step [B, N, V] when `return_logits`.
+    """
+    ids = np.asarray(batch["input_ids"], np.int32)
+    b, t = ids.shape
+    mask = np.asarray(batch.get("attention_mask", np.ones_like(ids)), np.int32)
+    length = bucket(t)
+    pad = length - t
+    inputs = {k: jnp.asarray(v) for k, v in batch.items() if k not in ("attention_mask", "input_ids", "image_grids",
+                                                                        "video_grids", "image_num_crops")}
+    inputs["input_ids"] = jnp.asarray(np.pad(ids, ((0, 0), (pad, 0)), constant_values=pad_id))
+    seg = np.pad(mask, ((0, 0), (pad, 0)))
+    inputs["segment_ids"] = jnp.asarray(seg)
+    positions = np.maximum(np.cumsum(seg, 1) - 1, 0).astype(np.int32)
+    inputs["position_ids"] = jnp.asarray(positions)
+    if "mm_token_type_ids" in inputs:
+        inputs["mm_token_type_ids"] = jnp.pad(inputs["mm_token_type_ids"], ((0, 0), (pad, 0)))
+    cache = KVCache.init(model.cfg.text, b, bucket(length + max_new_tokens), model.dtype)
+    key = jax.random.key(seed)
+    key, sub = jax.random.split(key)
+    token, logits, cache = _prefill(model, inputs, cache, sub, temperature, top_p)
+    next_pos = jnp.asarray(positions[:, -1] + 1)
+    out, all_logits = [token], [logits]
+    done = np.isin(np.asarray(token), stop_ids)
+    for _ in range(max_new_tokens - 1):
+        if done.all():
+            break
+        key, sub = jax.random.split(key)
+        token, logits, cache = _decode(model, token, next_pos, cache, sub, temperature, top_p)
+        next_pos = next_pos + 1
+        tok = np.asarray(token)
+        out.append(jnp.asarray(np.where(done, pad_id, tok)))
+        all_logits.append(logits)
+        done |= np.isin(tok, stop_ids)
+    tokens = np.stack([np.asarray(x) for x in out], 1)
+    if return_logits:
+        return tokens, np.stack([np.asarray(x) for x in all_logits], 1)
+    return tokens
+
+
+def generate(model: Molmo2, processor, prompt: str, images=None, videos=None, max_new_tokens: int = 64,
+             temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> dict:
+    """Answer one prompt about images/videos: {"text", "token_ids"}."""
+    batch = processor.chat(prompt, images=images, videos=videos)
+    tok = processor.tokenizer
+    stop = [i for i in (getattr(tok, "eos_id", None), processor.token_ids.eos if hasattr(processor.token_ids, "eos")
+                        else None) if i is not None]
+    tokens = generate_tokens(model, batch, max_new_tokens, stop_ids=stop, temperature=temperature, top_p=top_p,
+                             seed=seed, pad_id=stop[0] if stop else 0)[0].tolist()
+    if stop:
+        tokens = tokens[: next((i for i, x in enumerate(tokens) if x in stop), len(tokens))]
+    return {"text": tok.decode(tokens), "token_ids": tokens}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m molmo2_jax.generate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or an HF Molmo2 directory")
+    p.add_argument("--image", action="append", default=[], help="image file (repeatable)")
+    p.add_argument("--video", help="video file")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--greedy", action="store_true", help="greedy decoding (the default)")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG with the parsed points/tracks drawn")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    import molmo2_jax
+    from molmo2_jax.processing.formats import parse_points
+
+    try:
+        model, processor = molmo2_jax.load(args.checkpoint)
+        if processor is None:
+            raise FileNotFoundError(f"{args.checkpoint} has no tokenizer/processor files; add tokenizer.json")
+        temperature = 0.0 if args.greedy else args.temperature
+        result = generate(model, processor, args.prompt, images=args.image or None,
+                          videos=[args.video] if args.video else None, max_new_tokens=args.max_new_tokens,
+                          temperature=temperature, top_p=args.top_p, seed=args.seed)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    points = []
+    if args.image:
+        from PIL import Image
+
+        w, h = Image.open(args.image[0]).size
+        points = parse_points(result["text"], w, h)
+        if args.out:
+            from molmo2_jax.visualize import draw_points
+
+            draw_points(Image.open(args.image[0]).convert("RGB"), points).save(args.out)
+    if args.json:
+        print(json.dumps({**result, "points": points}))
+    else:
+        print(result["text"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Generation: greedy tokens equal transformers' generate; KV-cache logits equal a full forward."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hf_reference import image_inputs, text_inputs, video_inputs
+
+from molmo2_jax.generate import bucket, generate_tokens, left_pad, sample_token
+
+NEW = 24
+
+
+def _hf_generate(model, inputs):
+    import torch
+
+    ids = torch.from_numpy(inputs.arrays["input_ids"])
+    with torch.no_grad():  # explicit mask: generate would otherwise treat pad-id tokens in the prompt as padding
+        out = model.generate(**inputs.torch(), attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
+                             min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+    return out[:, inputs.arrays["input_ids"].shape[1]:].numpy()
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: text_inputs(rng, batch=1, length=9),
+    lambda rng: image_inputs(rng, n_images=1, hi_grid=(1, 2)),
+    lambda rng: video_inputs(rng, n_frames=3),
+], ids=["text", "image", "video"])
+def test_greedy_generation_equals_transformers(hf_molmo2, our_molmo2, make):
+    inputs = make(np.random.default_rng(11))
+    want = _hf_generate(hf_molmo2[1], inputs)
+    got = generate_tokens(our_molmo2, inputs.arrays, NEW)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_cached_decode_logits_equal_full_forward(our_molmo2):
+    inputs = image_inputs(np.random.default_rng(12))
+    tokens, logits = generate_tokens(our_molmo2, inputs.arrays, 8, return_logits=True)
+    full_ids = np.concatenate([inputs.arrays["input_ids"], tokens[:, :-1]], 1)
+    arrays = dict(inputs.arrays, input_ids=full_ids,
+                  mm_token_type_ids=np.pad(inputs.arrays["mm_token_type_ids"], ((0, 0), (0, 7))))
+    full = np.asarray(our_molmo2(**{k: jnp.asarray(v) for k, v in arrays.items()}))
+    t = inputs.arrays["input_ids"].shape[1]
+    assert np.max(np.abs(full[:, t - 1:] - logits)) <= 1e-4
+
+
+def test_left_padded_batch_matches_single_prompts(our_molmo2):
+    rng = np.random.default_rng(13)
+    rows = [rng.integers(1, 290, n) for n in (5, 9)]
+    singles = [generate_tokens(our_molmo2, {"input_ids": r[None]}, 6) for r in rows]
+    ids, mask = left_pad(rows, 9, pad_id=0)
+    batched = generate_tokens(our_molmo2, {"input_ids": ids, "attention_mask": mask}, 6)
+    np.testing.assert_array_equal(batched, np.concatenate(singles))
+
+
+def test_stop_tokens_end_rows_and_pad_the_rest(our_molmo2):
+    ids = np.random.default_rng(14).integers(1, 290, (1, 6))
+    free = generate_tokens(our_molmo2, {"input_ids": ids}, 6)
+    stop = int(free[0, 2])
+    stopped = generate_tokens(our_molmo2, {"input_ids": ids}, 6, stop_ids=[stop], pad_id=-1)
+    first = int(np.argmax(free[0] == stop))
+    np.testing.assert_array_equal(stopped[0, : first + 1], free[0, : first + 1])
+    assert (stopped[0, first + 1:] == -1).all()
+
+
+def test_sampling_respects_top_p_and_greedy():
+    import jax
+
+    logits = jnp.log(jnp.asarray([[0.6, 0.3, 0.1]]))
+    assert int(sample_token(logits, jax.random.key(0), 0.0, 1.0)[0]) == 0
+    draws = {int(sample_token(logits, jax.random.key(i), 1.0, 0.5)[0]) for i in range(30)}
+    assert draws == {0}  # only the top token lies inside the 0.5 nucleus
+    draws = {int(sample_token(logits, jax.random.key(i), 1.0, 1.0)[0]) for i in range(60)}
+    assert draws == {0, 1, 2}
+
+
+def test_prompt_lengths_fall_into_few_buckets():
+    assert {bucket(n) for n in range(1, 65)} == {64}
+    assert bucket(65) == 128 and bucket(40000) == 65536
