@@ -33,7 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
         "mixture": "stage1",
         "path": "",
         "weights": {},
-        "max_crops": 8,
+        "max_crops": 64,  # crops per packed sequence (all its examples together)
+        "max_crops_per_image": 8,  # Molmo2's max_crops: high-res crops of one image
         "max_frames": 0,
         "window": 64,
         "num_workers": 0,

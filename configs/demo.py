@@ -27,7 +27,8 @@ def get_config():
     c.eval_every = 0
     c.data.mixture = "synthetic"
     c.data.weights = {"caption": 0.3, "pointing": 0.35, "counting": 0.35}
-    c.data.max_crops = 8
+    c.data.max_crops = 48
+    c.data.max_crops_per_image = 4
     c.data.num_examples = 20000
     c.data.image_size = 56
     c.data.eval_examples = 64

@@ -15,11 +15,13 @@ def load(path: str, mesh=None, dtype=None):
 
     dtype = dtype or jnp.float32
     model = load_params(path, mesh, dtype) if is_checkpoint(path) else load_hf_molmo2(path, mesh, dtype)
-    processor = None
-    try:
-        from molmo2_jax.processing import Molmo2Processor
+    import os
 
-        processor = Molmo2Processor.from_pretrained(path)
-    except (ImportError, FileNotFoundError, OSError, ValueError):
-        pass  # weights without tokenizer files: the caller brings its own processor
-    return model, processor
+    from molmo2_jax.data import PROCESSOR_FILE, load_processor
+    from molmo2_jax.processing.processor import Molmo2Processor
+
+    if os.path.exists(os.path.join(path, PROCESSOR_FILE)):
+        return model, load_processor(path)
+    if os.path.exists(os.path.join(path, "tokenizer.json")):
+        return model, Molmo2Processor.from_pretrained(path)
+    return model, None  # weights without tokenizer files: the caller brings its own processor

@@ -28,13 +28,13 @@ _INSPECT = flags.DEFINE_bool("inspect", False, "print config, parameters, mesh, 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def build_model(config, mesh) -> Molmo2:
-    """Random init, an HF Molmo2 directory, or our checkpoint (`init.checkpoint`), laid out on `mesh`."""
+def build_model(config, mesh, cfg=None) -> Molmo2:
+    """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
     kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
     path = config.init.checkpoint
     if not path:
-        cfg = get_model_config(config.model.name)
+        cfg = cfg or get_model_config(config.model.name)
         return create_sharded(lambda: Molmo2(cfg, dtype=dtype, rngs=nnx.Rngs(config.seed), **kw), mesh)
     if is_checkpoint(path):
         return load_params(path, mesh, dtype, **kw)
@@ -89,7 +89,7 @@ class CheckpointIO:
         self.config_json = config.to_json()
 
     def save(self, step: int, model, optimizer, data_state) -> None:
-        state = nnx.to_pure_dict(nnx.state((model, optimizer), nnx.Param, nnx.OptState, ...))
+        state = {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
             config=ocp.args.JsonSave(json.loads(self.config_json))))
@@ -98,13 +98,14 @@ class CheckpointIO:
         step = self.manager.latest_step()
         if step is None:
             return None, None
-        full = nnx.state((model, optimizer), nnx.Param, nnx.OptState, ...)
+        states = {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                              nnx.to_pure_dict(full))
+                              {k: nnx.to_pure_dict(v) for k, v in states.items()})
         out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                  data=ocp.args.JsonRestore()))
-        nnx.replace_by_pure_dict(full, out["state"])
-        nnx.update((model, optimizer), full)
+        for name, obj in (("model", model), ("optimizer", optimizer)):
+            nnx.replace_by_pure_dict(states[name], out["state"][name])
+            nnx.update(obj, states[name])
         return step, out["data"]
 
     def close(self):
@@ -138,14 +139,15 @@ class MetricsWriter:
 
 def run(config, workdir: str, inspect_only: bool = False) -> dict:
     """The training loop; returns the last logged metrics."""
-    from molmo2_jax.data import make_train_data
+    from molmo2_jax.data import make_processor, make_train_data, model_config_for
 
     os.makedirs(workdir, exist_ok=True)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.sequence)
+    processor = make_processor(config, workdir)
     with jax.set_mesh(mesh):
-        model = build_model(config, mesh)
+        model = build_model(config, mesh, model_config_for(config, processor))
         optimizer, schedules = build_optimizer(config, model)
-    data = make_train_data(config, model.cfg, jax.process_index(), jax.process_count())
+    data = make_train_data(config, processor, model.cfg, jax.process_index(), jax.process_count())
     if inspect_only:
         inspect(config, model, optimizer, mesh, data)
         return {}
@@ -187,16 +189,31 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
             t0, tokens = time.time(), 0
         if step % config.checkpoint_every == 0 or step == config.total_steps:
             ckpt.save(step, model, optimizer, iterator.get_state())
-        if config.eval_every and step % config.eval_every == 0:
-            from molmo2_jax.data import evaluate_during_training
+        evaluate_now = config.eval_every and step % config.eval_every == 0
+        if evaluate_now or (step == config.total_steps and config.data.mixture == "synthetic"):
+            from molmo2_jax.evaluate import evaluate_during_training
 
-            writer.write(step, evaluate_during_training(config, model, workdir, step))
+            scores = evaluate_during_training(config, model, processor, workdir, step)
+            writer.write(step, scores)
+            last.update(scores)
     ckpt.close()
+    export_for_inference(model, processor, os.path.join(workdir, "model"))
     return last
 
 
-_MODEL_KEYS = ("input_ids", "loss_mask", "loss_weights", "mm_token_type_ids", "segment_ids", "positions",
-               "pixel_values", "image_token_pooling", "pixel_values_videos", "video_token_pooling")
+def export_for_inference(model, processor, path: str) -> None:
+    """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
+    from molmo2_jax.checkpoints.orbax_io import save_params
+    from molmo2_jax.data import save_processor
+
+    save_params(path, model)
+    tok = os.path.join(os.path.dirname(path), "tokenizer.model")
+    save_processor(processor, path, tok if os.path.exists(tok) else None)
+
+
+_MODEL_KEYS = ("input_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+               "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
+               "video_token_pooling")
 
 
 def main(argv):
@@ -208,7 +225,8 @@ def main(argv):
     if "JAX_COORDINATOR_ADDRESS" in os.environ or "SLURM_JOB_ID" in os.environ and \
             int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         jax.distributed.initialize()
-    workdir = _WORKDIR.value or os.path.join("runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].value))[0])
+    name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+    workdir = _WORKDIR.value or os.path.join("runs", name)
     run(config, workdir, _INSPECT.value)
     return 0
 

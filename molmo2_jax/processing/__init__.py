@@ -3,6 +3,7 @@
 from molmo2_jax.processing.chat import (LONG_CAPTION_WEIGHTING, POINTING_WEIGHTING, SFT_WEIGHTING,
                                         UNWEIGHTED, LossWeighting, TrainingTokens,
                                         encode_training_example, render_chat)
+from molmo2_jax.processing.encode import ExampleEncoder
 from molmo2_jax.processing.errors import MediaError
 from molmo2_jax.processing.formats import (format_count, format_point_groups, format_points,
                                            format_tracks, parse_count, parse_points, parse_tracks)
@@ -15,7 +16,7 @@ from molmo2_jax.processing.video import (VideoConfig, VideoFrames, load_video, p
                                          sample_frame_times)
 
 __all__ = [
-    "HFTokenizer", "ImageConfig", "LONG_CAPTION_WEIGHTING", "LossWeighting", "MediaError",
+    "ExampleEncoder", "HFTokenizer", "ImageConfig", "LONG_CAPTION_WEIGHTING", "LossWeighting", "MediaError",
     "Molmo2Processor", "Molmo2TokenIds", "POINTING_WEIGHTING", "QwenTokenizer", "SFT_WEIGHTING",
     "SentencePieceTokenizer", "Tokenizer", "TrainingTokens", "UNWEIGHTED", "VideoConfig",
     "VideoFrames", "encode_training_example", "format_count", "format_point_groups",

@@ -26,6 +26,7 @@ Size = tuple[float, float]
 _TAG_RE = re.compile(r"<(points|tracks|point)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
 _ATTR_RE = re.compile(r"([A-Za-z_][\w-]*)\s*=\s*\"([^\"]*)\"")
 _GROUP_SPLIT_RE = re.compile(r"[;\t:,]")
+_CLOSE_RE = {name: re.compile(f"</{name}>", re.IGNORECASE) for name in ("points", "tracks", "point")}
 _COUNT_RE = re.compile(r"total of\s+(\d+)", re.IGNORECASE)
 _NONE_RE = re.compile(r"\bthere are none\b", re.IGNORECASE)
 _LEGACY_KEY_RE = re.compile(r"([xy])(\d*)$")
@@ -108,17 +109,16 @@ def _number(token: str) -> float | None:
 
 def _tags(text: str):
     """(tag name, attributes, label) for each points/tracks/point tag; label None if unclosed."""
-    lower = text.lower()
     matches = list(_TAG_RE.finditer(text))
     for k, m in enumerate(matches):
         name = m.group(1).lower()
         attrs = {key.lower(): v for key, v in _ATTR_RE.findall(m.group(2))}
         label = None
         if not m.group(2).rstrip().endswith("/"):
-            close = lower.find(f"</{name}>", m.end())
             next_start = matches[k + 1].start() if k + 1 < len(matches) else len(text)
-            if 0 <= close <= next_start:
-                label = text[m.end():close].strip()
+            close = _CLOSE_RE[name].search(text, m.end(), next_start)
+            if close:
+                label = text[m.end():close.start()].strip()
         yield name, attrs, label or attrs.get("alt") or None
 
 

@@ -115,6 +115,8 @@ def load_image(src: ImageInput, max_pixels: int = ImageConfig.max_pixels) -> np.
 def _exif_transpose(img: Image.Image) -> Image.Image:
     """Rotate/flip per the EXIF orientation tag (a broken EXIF block leaves the image as is)."""
     try:
+        if img.getexif().get(0x0112, 1) == 1:  # upright: skip Pillow's copy
+            return img
         return ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - malformed EXIF must not make a readable image unreadable
         return img
@@ -133,7 +135,7 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
     try:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (OSError, ValueError) as e:
         raise MediaError(name, f"cannot convert mode {img.mode} to RGB ({e})") from None
 
@@ -174,54 +176,84 @@ def _linear_weights(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
 
 def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """float32 fused multiply-add a*b + c with one rounding (float32 products are exact in float64)."""
-    out = np.multiply(a, b, dtype=np.float64)
+    out = a.astype(np.float64)
+    out *= b
     out += c
     return out.astype(np.float32)
+
+
+_ROW_CHUNK = 32  # output rows per step: keeps float64 temporaries small (no page-fault churn)
+
+
+def _bilinear_separable(img: np.ndarray, h: tuple[np.ndarray, ...],
+                        w: tuple[np.ndarray, ...]) -> np.ndarray:
+    """torch's generic kernel for the output rows whose (i0, i1, l0, l1) are `h`: W, then H."""
+    h0, h1, lh0, lh1 = h
+    w0, w1, lw0, lw1 = w
+    n, channels = len(h0), img.shape[2]
+    # Interpolate each needed source row along W once ([R, out_w*C], channels fastest) ...
+    rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
+    src = np.take(img, rows, axis=0).reshape(len(rows), -1)  # [R, W*C]
+    left, right = (np.take(src, (i[:, None] * channels + np.arange(channels)).reshape(-1),
+                           axis=1).astype(np.float32) for i in (w0, w1))
+    c, d = np.repeat(lw0, channels)[None], np.repeat(lw1, channels)[None]
+    horizontal = _fma(left, c, right * d)
+    # ... then combine the two source rows of every output row along H.
+    top, bottom = horizontal[inverse[:n]], horizontal[inverse[n:]]
+    return _fma(top, lh0[:, None], bottom * lh1[:, None]).reshape(n, len(w0), channels)
+
+
+def _bilinear_corners(img: np.ndarray, h: tuple[np.ndarray, ...],
+                      w: tuple[np.ndarray, ...]) -> np.ndarray:
+    """torch's channels-last kernel: the four corners summed with products of the 1-D weights."""
+    (h0, h1, lh0, lh1), (w0, w1, lw0, lw1) = h, w
+    rows0, rows1 = np.take(img, h0, axis=0), np.take(img, h1, axis=0)  # [n, W, C]
+    x00, x01 = (np.take(rows0, i, axis=1).astype(np.float32) for i in (w0, w1))  # [n, out_w, C]
+    x10, x11 = (np.take(rows1, i, axis=1).astype(np.float32) for i in (w0, w1))
+    a, b = lh0[:, None, None], lh1[:, None, None]
+    c, d = lw0[None, :, None], lw1[None, :, None]
+    out = _fma(x00, a * c, x01 * (a * d))
+    out = _fma(x10, b * c, out)
+    return _fma(x11, b * d, out)
+
+
+def _resize(img: np.ndarray, out_h: int, out_w: int, dtype: type) -> np.ndarray:
+    """Bilinear resize in row chunks; uint8 output is rounded half to even and clamped."""
+    h = _linear_weights(img.shape[0], out_h)
+    w = _linear_weights(img.shape[1], out_w)
+    # torch picks its channels-last kernel for small outputs (NCHW input, several threads)
+    kernel = _bilinear_corners if out_h + out_w <= 128 else _bilinear_separable
+    out = np.empty((out_h, out_w, img.shape[2]), dtype)
+    for r in range(0, out_h, _ROW_CHUNK):
+        rows = kernel(img, tuple(x[r:r + _ROW_CHUNK] for x in h), w)
+        out[r:r + _ROW_CHUNK] = np.clip(np.rint(rows), 0, 255) if dtype == np.uint8 else rows
+    return out
 
 
 def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize of uint8 [H, W, C] to float32 [out_h, out_w, C], matching torch bit for bit.
 
-    torch's CPU kernel (multi-threaded, contiguous NCHW input) interpolates along W then H with
-    fused multiply-adds; for outputs with out_h + out_w <= 128 it takes its channels-last path,
-    which sums the four corners with precomputed 2-D weights instead.
+    torch's CPU kernel (align_corners=False, no antialias, several threads, NCHW input)
+    interpolates along W then H with fused multiply-adds; for outputs with out_h + out_w <= 128
+    it sums the four corners with precomputed 2-D weights instead. Both are reproduced exactly.
     """
-    h0, h1, lh0, lh1 = _linear_weights(img.shape[0], out_h)
-    w0, w1, lw0, lw1 = _linear_weights(img.shape[1], out_w)
-    if out_h + out_w <= 128:
-        rows0, rows1 = np.take(img, h0, axis=0), np.take(img, h1, axis=0)  # [out_h, W, C]
-        x00, x01 = (np.take(rows0, w, axis=1).astype(np.float32) for w in (w0, w1))
-        x10, x11 = (np.take(rows1, w, axis=1).astype(np.float32) for w in (w0, w1))
-        a, b = lh0[:, None, None], lh1[:, None, None]
-        c, d = lw0[None, :, None], lw1[None, :, None]
-        out = _fma(x00, a * c, x01 * (a * d))
-        out = _fma(x10, b * c, out)
-        return _fma(x11, b * d, out)
-    # Separable: interpolate each needed source row along W once, then combine rows along H.
-    # Rows are flattened to [W*C] so every numpy loop runs over a long contiguous axis.
-    channels = img.shape[2]
-    expand = lambda w: (w[:, None] * channels + np.arange(channels)).reshape(-1)  # noqa: E731
-    rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
-    src = np.take(img, rows, axis=0).reshape(len(rows), -1)  # [R, W*C]
-    left, right = (np.take(src, expand(w), axis=1).astype(np.float32) for w in (w0, w1))
-    c, d = np.repeat(lw0, channels)[None], np.repeat(lw1, channels)[None]  # [1, out_w*C]
-    horizontal = _fma(left, c, right * d)  # [R, out_w*C]
-    top, bottom = horizontal[inverse[:out_h]], horizontal[inverse[out_h:]]
-    out = _fma(top, lh0[:, None], bottom * lh1[:, None])  # [out_h, out_w*C]
-    return out.reshape(out_h, out_w, channels)
+    return _resize(img, out_h, out_w, np.float32)
 
 
 def resize_uint8(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resize on float, then round (half to even) and clamp back to uint8, as Molmo2 does."""
     if img.shape[:2] == (out_h, out_w):
         return img
-    return np.clip(np.rint(resize_bilinear(img, out_h, out_w)), 0, 255).astype(np.uint8)
+    return _resize(img, out_h, out_w, np.uint8)
 
 
 def normalize(img: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """uint8 -> float32 (x/255 - mean)/std, computed as torch does: (x - 255*mean) / (255*std)."""
-    m = np.asarray(mean, np.float32) * np.float32(255)
-    s = np.asarray(std, np.float32) * np.float32(255)
+    """uint8 -> float32 (x/255 - mean)/std, computed as torch does: (x - 255*mean) / (255*std).
+
+    The last axis is channels, or flattened patches whose channel index runs fastest.
+    """
+    m = np.resize(np.asarray(mean, np.float32) * np.float32(255), img.shape[-1])
+    s = np.resize(np.asarray(std, np.float32) * np.float32(255), img.shape[-1])
     return (img.astype(np.float32) - m) / s
 
 
@@ -294,11 +326,11 @@ def process_image(img: np.ndarray, cfg: ImageConfig = ImageConfig()) -> Processe
     th, tw, canvas_h, canvas_w = crop_geometry(height, width, cfg)
     s, window = cfg.base_size, cfg.window_patches * cfg.patch_size
 
-    canvas = normalize(resize_uint8(img, canvas_h, canvas_w), cfg.mean, cfg.std)
-    crops = np.stack([canvas[i * window:i * window + s, j * window:j * window + s]
-                      for i in range(th) for j in range(tw)])  # [th*tw, S, S, 3]
-    glob = normalize(resize_uint8(img, s, s), cfg.mean, cfg.std)[None]  # [1, S, S, 3]
-    pixel_values = patchify(np.concatenate([glob, crops]), cfg.patch_size)  # [1+th*tw, P, p*p*3]
+    canvas = resize_uint8(img, canvas_h, canvas_w)
+    crops = [resize_uint8(img, s, s)] + [canvas[i * window:i * window + s, j * window:j * window + s]
+                                         for i in range(th) for j in range(tw)]
+    patches = patchify(np.stack(crops), cfg.patch_size)  # [1+th*tw, P, p*p*3] uint8, global first
+    pixel_values = normalize(patches, cfg.mean, cfg.std)
 
     ph, pw = cfg.pooling
     cp = cfg.crop_patches

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import io
 import os
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -90,53 +92,70 @@ def sample_frame_times(duration_s: float, max_frames: int, max_fps: float | None
     return np.linspace(0, duration_s, num=max_frames, endpoint=True, dtype=np.float64)
 
 
-def frame_indices_for_times(pts_s: np.ndarray, duration_s: float, times: np.ndarray) -> np.ndarray:
-    """Index of the frame on screen at each time (relative to the first frame), as molmo-utils."""
+def frame_indices_for_times(pts_s: np.ndarray, duration_s: float, times: np.ndarray,
+                            offset_s: float) -> np.ndarray:
+    """Index of the frame on screen at each time (`times + offset_s`), as molmo-utils picks it."""
     ends = np.concatenate([pts_s[1:], [duration_s]])  # each frame shows until the next one starts
-    idx = np.searchsorted(ends, times + pts_s[0], side="right")
+    idx = np.searchsorted(ends, times + offset_s, side="right")
     return np.minimum(idx, len(pts_s) - 1)
 
 
-def load_video(path: str, max_frames: int = VideoConfig.max_frames,
-               max_fps: float | None = VideoConfig.max_fps) -> VideoFrames:
-    """Decode the frames Molmo2 samples from a video file (PyAV; seeks to keyframes when it helps)."""
+def load_video(src: str | os.PathLike | bytes, max_frames: int = VideoConfig.max_frames,
+               max_fps: float | None = VideoConfig.max_fps,
+               clip: tuple[float, float] | None = None) -> VideoFrames:
+    """Decode the frames Molmo2 samples from a video (a path or encoded bytes) with PyAV.
+
+    Frame times follow molmo-utils' PyAV loader (duration = last frame + one frame period, times
+    relative to the clip start); only the frames needed are decoded, seeking to keyframes.
+    """
     import av
 
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise MediaError(name, "no such file")
-    if os.path.getsize(name) == 0:
-        raise MediaError(name, "empty file (0 bytes)")
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        name, source = "<bytes>", io.BytesIO(bytes(src))
+        if not source.getbuffer().nbytes:
+            raise MediaError(name, "empty file (0 bytes)")
+    else:
+        name = source = os.fspath(src)
+        if not os.path.exists(name):
+            raise MediaError(name, "no such file")
+        if os.path.getsize(name) == 0:
+            raise MediaError(name, "empty file (0 bytes)")
     try:
-        with av.open(name) as container:
+        with av.open(source) as container:
             if not container.streams.video:
                 raise MediaError(name, "no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise MediaError(name, "unknown frame rate")
-            fps = float(rate)
-            tb = float(stream.time_base)
+            tb = stream.time_base
             # Demux (no decoding) to learn every frame's timestamp and where the keyframes are.
-            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream)
-                       if p.pts is not None and p.size > 0]
+            packets = sorted((p.pts, p.is_keyframe) for p in container.demux(stream)
+                             if p.pts is not None and p.size > 0)
             if not packets:
                 raise MediaError(name, "video has no frames")
-            packets.sort()
-            pts = np.asarray([p for p, _ in packets], np.int64)
-            keyframes = [p for p, key in packets if key] or [int(pts[0])]
-            pts_s = pts * tb
-            duration = float(pts_s[-1] + 1 / fps - pts_s[0])
+            pts = [p for p, _ in packets]
+            keyframes = [p for p, key in packets if key] or [pts[0]]
+            end = pts[-1] * tb + 1 / Fraction(rate)
+            if stream.duration is not None and stream.duration * tb >= pts[-1]:
+                end = stream.duration * tb  # molmo-utils compares seconds with raw pts here
+            video_duration = float(end - pts[0] * tb)
+            duration, offset = video_duration, float(pts[0] * tb)
+            if clip is not None:
+                start_s, end_s = clip
+                if not 0 <= start_s < min(end_s, video_duration):
+                    raise MediaError(name, f"clip {clip} is empty or starts after the video's "
+                                           f"end ({video_duration:.2f} s)")
+                duration, offset = min(end_s, video_duration) - start_s, start_s
             times = sample_frame_times(duration, max_frames, max_fps)
-            idx = frame_indices_for_times(pts_s, duration, times)
-            wanted = sorted({int(pts[i]) for i in idx})
-            decoded = _decode_at(container, stream, wanted, keyframes, name)
+            pts_s = np.asarray([float(p * tb) for p in pts])
+            idx = frame_indices_for_times(pts_s, video_duration, times, offset)
+            decoded = _decode_at(container, stream, sorted({pts[i] for i in idx}), keyframes, name)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaError(name, f"corrupt or unsupported video ({e})") from None
-    frames = np.stack([decoded[int(pts[i])] for i in idx])
-    return VideoFrames(frames, times)
+    return VideoFrames(np.stack([decoded[pts[i]] for i in idx]), times)
 
 
 def _decode_at(container, stream, wanted: Sequence[int], keyframes: Sequence[int],
@@ -165,9 +184,8 @@ def _decode_at(container, stream, wanted: Sequence[int], keyframes: Sequence[int
 def process_video(video: VideoFrames, cfg: VideoConfig = VideoConfig()) -> ProcessedVideo:
     """Each frame stretched to one crop, patchified, with 3x3 pooling indices per frame."""
     s = cfg.base_size
-    frames = np.stack([normalize(resize_uint8(f, s, s), cfg.mean, cfg.std)
-                       for f in video.frames])  # [T, S, S, 3]
-    pixel_values = patchify(frames, cfg.patch_size)  # [T, P, p*p*3]
+    frames = np.stack([resize_uint8(f, s, s) for f in video.frames])  # [T, S, S, 3] uint8
+    pixel_values = normalize(patchify(frames, cfg.patch_size), cfg.mean, cfg.std)  # [T, P, p*p*3]
     cp = cfg.crop_patches
     per_frame, rows, cols = pooling_windows(np.arange(cp * cp, dtype=np.int32).reshape(cp, cp),
                                             *cfg.pooling)

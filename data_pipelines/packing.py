@@ -1,0 +1,330 @@
+"""First-fit packing of Molmo2 examples (tokens + image/video crops) into fixed-size sequences.
+
+Each packed sequence holds several examples: token fields concatenated with `segment_ids`
+(1-based, 0 = pad) and `positions` restarting at 0 per example (the example's own
+`position_ids` when encode_fn gives them, e.g. message-tree branches), so attention never
+crosses examples; their crops are gathered into a fixed [max_crops, patches, patch_dim] tensor
+and their pooling indices re-offset into it (indices are global into the pack's flattened
+[max_crops * patches] crops; -1 stays -1); pooling rows and grids follow example order, i.e. the
+order of `<im_patch>` tokens. A pack is full when tokens, crops, pooled rows or grids run out.
+
+Token fields default to `Molmo2Processor.training_example`'s: input_ids, target_ids (already
+shifted: predict target_ids[t] after input_ids[:t + 1]; -1 = none), loss_weights (0 = no loss),
+branch_ids (-1 = shared prefix), mm_token_type_ids. Targets are per example, so no loss ever
+crosses an example boundary; any other token-aligned field (e.g. a `loss_mask`) is carried
+when listed in `PackSpec.token_fields`.
+
+Packing is first-fit decreasing over a window of `window` examples read from the parent:
+examples sorted by token count, each put in the first pack with room, packs emitted in a seeded
+shuffled order. The iterator state is (parent state at the window start, window index, packs
+already emitted), so `set_state` re-reads the window and resumes at exactly the next pack.
+Examples that fit no empty pack are dropped and counted as `too_long`; never truncated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from data_pipelines.schema import SKIP_REASONS
+
+log = logging.getLogger(__name__)
+TOO_LONG = SKIP_REASONS.index("too_long")
+PAD_ID = 151643  # Qwen3 <|endoftext|>
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """Marker flowing through the pipeline in place of a skipped sample (counted by the packer)."""
+
+    source_index: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaField:
+    """One kind of visual input packed per sequence, with its per-pack budget.
+
+    pixels [crops, *crop_shape], pooling [tokens, window] (indices into the example's flattened
+    [crops * patches], -1 = pad), grids [n, grid_dim] (one row per image / video), and
+    `per_grid` arrays with one entry per grid row (e.g. image_num_crops).
+    """
+
+    pixels: str
+    pooling: str
+    grids: str
+    crop_shape: tuple[int, int]
+    window: int
+    grid_dim: int
+    max_crops: int
+    max_tokens: int | None = None   # pooled rows per pack; None = seq_len (one per token at most)
+    max_grids: int | None = None    # images/videos per pack; None = max_crops
+    pixel_dtype: str = "float32"
+    per_grid: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.pixels, self.pooling, self.grids, *self.per_grid)
+
+    @classmethod
+    def image(cls, max_crops: int, crop_shape: tuple[int, int] = (729, 588), **kw) -> MediaField:
+        """Molmo2 images: 27x27 patches of 14x14x3 per crop, 2x2 pooling, grids
+        [lo_h, lo_w, hi_h, hi_w], crops per image in image_num_crops."""
+        kw.setdefault("per_grid", ("image_num_crops",))
+        return cls("pixel_values", "image_token_pooling", "image_grids", tuple(crop_shape), 4, 4,
+                   max_crops, **kw)
+
+    @classmethod
+    def video(cls, max_frames: int, crop_shape: tuple[int, int] = (729, 588), **kw) -> MediaField:
+        """Molmo2 video: one crop per frame, 3x3 pooling, grids [frames, 9, 9]."""
+        return cls("pixel_values_videos", "video_token_pooling", "video_grids", tuple(crop_shape),
+                   9, 3, max_frames, **kw)
+
+
+def default_token_fields(pad_id: int = PAD_ID) -> dict[str, tuple[str, int | float]]:
+    """Token-aligned fields of `Molmo2Processor.training_example`: name -> (dtype, pad value)."""
+    return {"input_ids": ("int32", pad_id), "target_ids": ("int32", -1),
+            "loss_weights": ("float32", 0.0), "branch_ids": ("int32", -1),
+            "mm_token_type_ids": ("int32", 0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PackSpec:
+    """Shape of one packed sequence: token budget, token fields, and media budgets."""
+
+    seq_len: int
+    media: tuple[MediaField, ...] = ()
+    token_fields: Mapping[str, tuple[str, int | float]] = dataclasses.field(
+        default_factory=default_token_fields)
+
+    def capacity(self) -> tuple[int, ...]:
+        """Budget vector: (tokens, then per media field: crops, pooled rows, grids)."""
+        cap = [self.seq_len]
+        for m in self.media:
+            cap += [m.max_crops, m.max_tokens or self.seq_len, m.max_grids or m.max_crops]
+        return tuple(cap)
+
+    def size(self, ex: Mapping[str, np.ndarray]) -> tuple[int, ...]:
+        """What one encoded example uses of each budget in `capacity()`."""
+        size = [len(ex["input_ids"])]
+        for m in self.media:
+            if m.pixels in ex:
+                size += [len(ex[m.pixels]), len(ex[m.pooling]), len(ex[m.grids])]
+            else:
+                size += [0, 0, 0]
+        return tuple(size)
+
+    def check(self, ex: Mapping[str, Any]) -> None:
+        """Raises ValueError when encode_fn's output does not match this spec (a code bug)."""
+        media_keys = {k for m in self.media for k in m.keys}
+        extra = set(ex) - set(self.token_fields) - media_keys - {"position_ids", "source_index"}
+        if extra:
+            raise ValueError(f"encode_fn returned keys {sorted(extra)} that PackSpec does not "
+                             "know: add them to PackSpec.token_fields (token-aligned) or to a "
+                             "MediaField, or drop them in encode_fn")
+        missing = set(self.token_fields) - set(ex)
+        if missing:
+            raise ValueError(f"encode_fn output lacks token fields {sorted(missing)}; every "
+                             "example must carry all of PackSpec.token_fields")
+        n = len(ex["input_ids"])
+        for k in list(self.token_fields) + (["position_ids"] if "position_ids" in ex else []):
+            if len(ex[k]) != n:
+                raise ValueError(f"encode_fn field {k!r} has length {len(ex[k])}, "
+                                 f"input_ids has {n}")
+        for m in self.media:
+            present = [k in ex for k in m.keys]
+            if any(present) and not all(present):
+                raise ValueError(f"encode_fn must return {', '.join(m.keys)} together")
+            if all(present):
+                if tuple(ex[m.pixels].shape[1:]) != m.crop_shape:
+                    raise ValueError(f"{m.pixels} has crops of shape {ex[m.pixels].shape[1:]}, "
+                                     f"MediaField.crop_shape is {m.crop_shape}")
+                if ex[m.pooling].ndim != 2 or ex[m.pooling].shape[1] != m.window:
+                    raise ValueError(f"{m.pooling} has shape {ex[m.pooling].shape}, expected "
+                                     f"[tokens, {m.window}]")
+                for k in m.per_grid:
+                    if len(ex[k]) != len(ex[m.grids]):
+                        raise ValueError(f"{k} has {len(ex[k])} entries, {m.grids} has "
+                                         f"{len(ex[m.grids])} rows")
+
+
+def first_fit_decreasing(sizes: Sequence[tuple[int, ...]], capacity: tuple[int, ...]
+                         ) -> list[list[int]]:
+    """Bins of item indices (each in input order); items sorted by their first size, descending."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i][0])
+    bins: list[list[int]] = []
+    used: list[list[int]] = []
+    for i in order:
+        s = sizes[i]
+        for b, u in enumerate(used):
+            if all(a + x <= c for a, x, c in zip(u, s, capacity)):
+                bins[b].append(i)
+                used[b] = [a + x for a, x in zip(u, s)]
+                break
+        else:
+            bins.append([i])
+            used.append(list(s))
+    return [sorted(b) for b in bins]
+
+
+def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_sources: int = 1
+             ) -> dict[str, np.ndarray]:
+    """Concatenates examples that fit one pack into fixed-shape arrays (see module docstring).
+
+    Output (S = seq_len; per MediaField C = max_crops, N = max_tokens, G = max_grids):
+      token fields [S] (their dtype, padded), segment_ids [S] int32, positions [S] int32,
+      <pixels> [C, patches, patch_dim], <pixels>_segment_ids [C] int32, <pooling> [N, window]
+      int32, <grids> [G, grid_dim] int32, <per_grid> [G] int32 (0 pad), source_counts
+      [num_sources] int32 (examples per dataset), skip_counts [num_sources, len(SKIP_REASONS)]
+      int32 (zeros; the packer fills it).
+    """
+    s = spec.seq_len
+    out = {k: np.full((s,), pad, dtype) for k, (dtype, pad) in spec.token_fields.items()}
+    out["segment_ids"] = np.zeros((s,), np.int32)
+    out["positions"] = np.zeros((s,), np.int32)
+    out["source_counts"] = np.zeros((num_sources,), np.int32)
+    out["skip_counts"] = np.zeros((num_sources, len(SKIP_REASONS)), np.int32)
+    t = 0
+    for seg, ex in enumerate(examples, start=1):
+        n = len(ex["input_ids"])
+        for k in spec.token_fields:
+            out[k][t:t + n] = ex[k]
+        out["segment_ids"][t:t + n] = seg
+        out["positions"][t:t + n] = ex["position_ids"] if "position_ids" in ex else np.arange(n)
+        out["source_counts"][ex.get("source_index", 0)] += 1
+        t += n
+    for m in spec.media:
+        patches = m.crop_shape[0]
+        pixels = np.zeros((m.max_crops, *m.crop_shape), m.pixel_dtype)
+        crop_seg = np.zeros((m.max_crops,), np.int32)
+        pooling = np.full((m.max_tokens or s, m.window), -1, np.int32)
+        grids = np.zeros((m.max_grids or m.max_crops, m.grid_dim), np.int32)
+        per_grid = {k: np.zeros((m.max_grids or m.max_crops,), np.int32) for k in m.per_grid}
+        c = p = g = 0
+        for seg, ex in enumerate(examples, start=1):
+            if m.pixels not in ex:
+                continue
+            nc, npool, ng = len(ex[m.pixels]), len(ex[m.pooling]), len(ex[m.grids])
+            pixels[c:c + nc] = ex[m.pixels]
+            crop_seg[c:c + nc] = seg
+            idx = ex[m.pooling]
+            pooling[p:p + npool] = np.where(idx >= 0, idx + c * patches, -1)
+            grids[g:g + ng] = ex[m.grids]
+            for k in m.per_grid:
+                per_grid[k][g:g + ng] = ex[k]
+            c, p, g = c + nc, p + npool, g + ng
+        out[m.pixels], out[m.pixels + "_segment_ids"] = pixels, crop_seg
+        out[m.pooling], out[m.grids] = pooling, grids
+        out.update(per_grid)
+    return out
+
+
+def packing_efficiency(segment_ids: np.ndarray) -> float:
+    """Non-pad tokens / all tokens of packed sequences."""
+    return float(np.mean(np.asarray(segment_ids) > 0))
+
+
+class PackIterDataset(grain.IterDataset):
+    """Grain transformation: encoded examples (and Skipped markers) -> packed sequences."""
+
+    def __init__(self, parent: grain.IterDataset, spec: PackSpec, *, window: int = 256,
+                 seed: int = 0, num_sources: int = 1):
+        super().__init__(parent)
+        if window < 1:
+            raise ValueError(f"packing window must be >= 1, got {window}")
+        self._spec, self._window, self._seed, self._num_sources = spec, window, seed, num_sources
+
+    def __iter__(self) -> grain.DatasetIterator:
+        return _PackIterator(self._parent.__iter__(), self._spec, self._window, self._seed,
+                             self._num_sources)
+
+    def __str__(self) -> str:
+        return f"PackIterDataset(seq_len={self._spec.seq_len}, window={self._window})"
+
+
+class _PackIterator(grain.DatasetIterator):
+    def __init__(self, parent: grain.DatasetIterator, spec: PackSpec, window: int, seed: int,
+                 num_sources: int):
+        super().__init__(parent)
+        self._spec, self._window, self._seed, self._num_sources = spec, window, seed, num_sources
+        self._capacity = spec.capacity()
+        self._window_state = parent.get_state()  # parent state at the start of the window
+        self._window_index = 0
+        self._emitted = 0          # packs of the current window already returned
+        zeros = np.zeros((num_sources, len(SKIP_REASONS)), np.int32)
+        self._carry_in = zeros     # skips of earlier windows that produced no pack
+        self._carry_out = zeros
+        self._packs: list[dict[str, np.ndarray]] | None = None  # None: window not read yet
+        self._logged_too_long: dict[int, bool] = {}
+
+    def _read_window(self) -> int:
+        """Reads and packs the current window; returns how many items were read."""
+        examples, sizes, n_read = [], [], 0
+        skips = self._carry_in.copy()
+        for n_read in range(1, self._window + 1):
+            try:
+                item = next(self._parent)
+            except StopIteration:
+                n_read -= 1
+                break
+            if isinstance(item, Skipped):
+                skips[item.source_index, SKIP_REASONS.index(item.reason)] += 1
+                continue
+            size = self._spec.size(item)
+            if any(x > c for x, c in zip(size, self._capacity)):
+                source = item.get("source_index", 0)
+                if not self._logged_too_long.get(source):
+                    self._logged_too_long[source] = True
+                    log.warning("dropping an example of dataset #%d that needs %s of the per-pack "
+                                "budget %s (tokens, then crops/pooled/grids per media); counted "
+                                "as too_long; raise seq_len or max_crops to keep such examples",
+                                source, size, self._capacity)
+                skips[source, TOO_LONG] += 1
+                continue
+            examples.append(item)
+            sizes.append(size)
+        bins = first_fit_decreasing(sizes, self._capacity)
+        rng = np.random.default_rng([self._seed, self._window_index])
+        self._packs = [assemble([examples[i] for i in bins[b]], self._spec, self._num_sources)
+                       for b in rng.permutation(len(bins))]
+        if self._packs:
+            self._packs[0]["skip_counts"] += skips
+            skips[:] = 0
+        self._carry_out = skips
+        return n_read
+
+    def _advance(self) -> None:
+        self._window_state = self._parent.get_state()
+        self._window_index += 1
+        self._emitted = 0
+        self._carry_in = self._carry_out
+        self._packs = None
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        while self._packs is None:
+            if self._read_window() == 0:
+                raise StopIteration
+            if not self._packs:  # every item of the window was skipped
+                self._advance()
+        pack = self._packs[self._emitted]
+        self._emitted += 1
+        if self._emitted == len(self._packs):
+            self._advance()
+        return pack
+
+    def get_state(self) -> dict[str, Any]:
+        return {"parent": self._window_state, "window_index": self._window_index,
+                "emitted": self._emitted, "carry": self._carry_in.tolist()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._parent.set_state(state["parent"])
+        self._window_state = state["parent"]
+        self._window_index = state["window_index"]
+        self._emitted = state["emitted"]
+        self._carry_in = np.asarray(state["carry"], np.int32).reshape(self._carry_in.shape)
+        self._packs = None

@@ -1,0 +1,47 @@
+"""One small reader per upstream schema -> canonical `Example`s (see data_pipelines/schema.py).
+
+A reader is `fn(rows, *, media_root, source, skipped, **kwargs) -> Iterator[Example]`; rows it
+cannot use are counted in `skipped[reason]`, never raised. `registry.DatasetSpec.reader` names it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any
+
+from data_pipelines.readers.base import find_files, iter_rows, pixmo_image_path
+from data_pipelines.readers.cosyn import read_cosyn_point
+from data_pipelines.readers.pixmo import (read_pixmo_cap, read_pixmo_cap_qa, read_pixmo_count,
+                                          read_pixmo_multi_image_qa, read_pixmo_points,
+                                          read_pixmo_qa)
+from data_pipelines.readers.text import read_tulu
+from data_pipelines.readers.video import (read_molmo2_cap, read_molmo2_track,
+                                          read_molmo2_video_capqa, read_molmo2_video_points)
+from data_pipelines.schema import Example
+
+READERS = {
+    "pixmo_cap": read_pixmo_cap,
+    "pixmo_points": read_pixmo_points,
+    "pixmo_count": read_pixmo_count,
+    "pixmo_qa": read_pixmo_qa,
+    "pixmo_cap_qa": read_pixmo_cap_qa,
+    "pixmo_multi_image_qa": read_pixmo_multi_image_qa,
+    "cosyn_point": read_cosyn_point,
+    "tulu": read_tulu,
+    "molmo2_video_points": read_molmo2_video_points,
+    "molmo2_track": read_molmo2_track,
+    "molmo2_cap": read_molmo2_cap,
+    "molmo2_video_capqa": read_molmo2_video_capqa,
+}
+
+__all__ = ["READERS", "find_files", "iter_rows", "pixmo_image_path", "read"]
+
+
+def read(reader: str, files: Sequence[str], *, media_root: str | None, source: str,
+         skipped: MutableMapping[str, int], **kwargs: Any) -> Iterator[Example]:
+    """Runs reader `reader` over the rows of `files` (parquet / JSONL / JSON)."""
+    if reader not in READERS:
+        raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
+    rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
+    return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)

@@ -1,0 +1,33 @@
+"""CoSyn-Point reader (allenai/CoSyn-point: rendered images embedded, questions, answer points)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableMapping
+
+from data_pipelines import targets
+from data_pipelines.readers.base import Row, clip01, convert_rows
+from data_pipelines.schema import BadSample, Conversation, Example, ImageRef, Message, Points, Task
+
+
+def read_cosyn_point(rows: Iterable[Row], *, media_root: str | None, source: str,
+                     skipped: MutableMapping[str, int]) -> Iterator[Example]:
+    """Columns id, image {bytes, path}, questions [str], answer_points [[{x, y}]] (0-100),
+    names [str]: one image, one branch per question (Molmo2 `CoSynPoint`, style cosyn_point)."""
+    def convert(row: Row) -> Example:
+        data = (row["image"] or {}).get("bytes")
+        if not data:
+            raise BadSample("missing_media", f"CoSyn-point {row['id']}: no embedded image bytes")
+        questions, answers, names = row["questions"], row["answer_points"], row["names"]
+        if not len(questions) == len(answers) == len(names):
+            raise BadSample("bad_annotation", f"CoSyn-point {row['id']}: {len(questions)} "
+                                              f"questions, {len(answers)} answers, "
+                                              f"{len(names)} names")
+        convs, points = [], []
+        for q, pts, name in zip(questions, answers, names):
+            xy = [(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts]
+            convs.append(Conversation([Message("user", q), Message(
+                "assistant", targets.image_points_text(xy, name))], "cosyn_point"))
+            points.append(Points(name, xy))
+        return Example(row["id"], source, Task.POINTING, convs, images=[ImageRef(data=data)],
+                       points=points)
+    return convert_rows(rows, convert, skipped)

@@ -1,0 +1,136 @@
+"""Canonical examples -> ArrayRecord shards (random access, exact resume via Grain).
+
+Layout: `<root>/<dataset>/<split>-00000.array_record ...` plus `<root>/<dataset>/<split>.json`
+(shard list, example count, media root, reader skip counts). Records are `schema.serialize`d.
+
+    python -m data_pipelines.writer --dataset pixmo_count_train --raw RAW --out PREPARED
+    python -m data_pipelines.writer --synthetic 2000 --out PREPARED   # offline demo data
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+
+import grain
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from data_pipelines import readers, registry, synthetic
+from data_pipelines.schema import Example, serialize
+
+
+def write_examples(examples: Iterable[Example], root: str, name: str, split: str = "train",
+                   examples_per_shard: int = 10_000, media_root: str | None = None,
+                   skipped: Mapping[str, int] | None = None) -> dict:
+    """Writes examples into shards of `examples_per_shard`; returns (and saves) the index."""
+    out_dir = os.path.join(root, name)
+    os.makedirs(out_dir, exist_ok=True)
+    shards: list[dict] = []
+    writer, n_in_shard = None, 0
+
+    def close() -> None:
+        if writer is not None:
+            writer.close()
+            shards[-1]["num_examples"] = n_in_shard
+
+    for ex in examples:
+        if writer is None or n_in_shard == examples_per_shard:
+            close()
+            fname = f"{split}-{len(shards):05d}.array_record"
+            writer = ArrayRecordWriter(os.path.join(out_dir, fname), "group_size:1")
+            shards.append({"file": fname})
+            n_in_shard = 0
+        writer.write(serialize(ex))
+        n_in_shard += 1
+    close()
+    index = {"dataset": name, "split": split, "shards": shards,
+             "num_examples": sum(s["num_examples"] for s in shards),
+             "media_root": os.path.abspath(media_root) if media_root else None,
+             "skipped": dict(skipped or {})}
+    with open(os.path.join(out_dir, f"{split}.json"), "w") as f:
+        json.dump(index, f, indent=1)
+    return index
+
+
+def load_index(root: str, name: str, split: str = "train") -> dict:
+    path = os.path.join(root, name, f"{split}.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: prepare {name!r} first with "
+                                f"`python -m data_pipelines.writer --dataset {name} ...`")
+    with open(path) as f:
+        return json.load(f)
+
+
+def open_source(root: str, name: str, split: str = "train") -> grain.sources.ArrayRecordDataSource:
+    """Random-access source of serialized Examples of one prepared dataset."""
+    index = load_index(root, name, split)
+    if not index["shards"]:
+        raise ValueError(f"prepared dataset {name!r} ({split}) under {root} has no examples")
+    return grain.sources.ArrayRecordDataSource(
+        [os.path.join(root, name, s["file"]) for s in index["shards"]])
+
+
+def prepared_datasets(root: str, split: str = "train") -> dict[str, int]:
+    """{dataset: num_examples} of everything prepared under `root`."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(root, "*", f"{split}.json"))):
+        with open(path) as f:
+            index = json.load(f)
+        out[index["dataset"]] = index["num_examples"]
+    return out
+
+
+def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) -> dict:
+    """Runs a registry dataset's reader over its downloaded files and writes shards."""
+    spec = registry.get(name)
+    if spec.reader is None:
+        raise ValueError(f"dataset {name!r} has no reader yet (registry reader=None); write one "
+                         "in data_pipelines/readers/ and register it in readers.READERS")
+    if spec.repo is None:
+        raise ValueError(f"dataset {name!r} has no HF repo to read from; see its notes: "
+                         f"{spec.notes}")
+    files = readers.find_files(os.path.join(raw, "hf", spec.repo), spec.allow_patterns)
+    counts: dict[str, int] = {}
+    examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
+                            **spec.reader_kwargs)
+    return write_examples(examples, root, name, examples_per_shard=examples_per_shard,
+                          media_root=raw, skipped=counts)  # counts are final once written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="root of prepared data (config data.path)")
+    p.add_argument("--dataset", action="append", default=[], help="registry name (repeatable)")
+    p.add_argument("--stage", type=int, help="prepare every dataset of a stage that has a reader")
+    p.add_argument("--raw", help="download root (python -m data_pipelines.download --out)")
+    p.add_argument("--synthetic", type=int, metavar="N", help="write N synthetic examples/task")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    names = list(args.dataset)
+    if args.stage is not None:
+        names += [s.name for s in registry.stage_datasets(args.stage) if s.reader]
+    if names and not args.raw:
+        p.error("--raw DIR is required with --dataset/--stage")
+    if not names and args.synthetic is None:
+        p.error("nothing to do: pass --dataset, --stage or --synthetic")
+    failed = 0
+    for name, src in synthetic.synthetic_sources(args.synthetic or 0, args.seed).items():
+        if args.synthetic:
+            index = write_examples((src[i] for i in range(len(src))), args.out, name)
+            print(f"{name}: {index['num_examples']} examples")
+    for name in names:
+        try:
+            index = prepare(name, args.raw, args.out)
+            print(f"{name}: {index['num_examples']} examples, skipped {index['skipped']}")
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            failed += 1
+            print(f"{name}: not prepared: {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

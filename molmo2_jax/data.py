@@ -1,0 +1,138 @@
+"""Glue between a stage config and data_pipelines: the processor, the model config it implies, the batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from molmo2_jax.model_config import Molmo2Config, _special_ids, get_config
+from molmo2_jax.processing.images import ImageConfig
+from molmo2_jax.processing.processor import Molmo2Processor
+from molmo2_jax.processing.tokenizer import Molmo2TokenIds, SentencePieceTokenizer, load_tokenizer, train_sentencepiece
+from molmo2_jax.processing.video import VideoConfig
+
+
+def synthetic_config(config):
+    from data_pipelines.synthetic import SyntheticConfig
+
+    side = config.data.get("image_size", 64)
+    return SyntheticConfig(width=side, height=side)
+
+
+def demo_tokenizer(config, workdir: str) -> SentencePieceTokenizer:
+    """The tiny demo's SentencePiece model, trained once on synthetic text and kept in the workdir."""
+    path = os.path.join(workdir, "tokenizer.model")
+    if not os.path.exists(path):
+        from data_pipelines.synthetic import synthetic_sources
+
+        texts = []
+        for source in synthetic_sources(200, seed=config.seed + 1, config=synthetic_config(config)).values():
+            for i in range(len(source)):
+                for conv in source[i].conversations:
+                    texts += [m.content for m in conv.messages]
+        os.makedirs(workdir, exist_ok=True)
+        tmp = train_sentencepiece(texts, path[: -len(".model")] + ".tmp", vocab_size=config.data.get("vocab_size", 400))
+        os.replace(tmp, path)
+    return SentencePieceTokenizer(path)
+
+
+def make_processor(config, workdir: str) -> Molmo2Processor:
+    """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones."""
+    if config.model.name == "tiny":
+        tok = demo_tokenizer(config, workdir)
+        vit = get_config("tiny").vit
+        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, max_crops=config.data.max_crops_per_image,
+                            overlap_margins=(1, 1))
+        video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
+                            max_frames=max(config.data.max_frames, 1))
+        return Molmo2Processor(tok, image, video)
+    tok = load_tokenizer(config.get("tokenizer") or None)
+    return Molmo2Processor(tok, ImageConfig(max_crops=config.data.max_crops_per_image),
+                           VideoConfig(max_frames=max(config.data.max_frames, 1)))
+
+
+def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
+    """The preset, with the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
+    cfg = get_config(config.model.name)
+    if config.model.name != "tiny":
+        return cfg
+    ids: Molmo2TokenIds = processor.token_ids
+    vocab = ids.image_start
+    text = dataclasses.replace(cfg.text, vocab_size=vocab)
+    return cfg.replace(text=text, **_special_ids(vocab))
+
+
+def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
+    from data_pipelines.packing import MediaField, PackSpec, default_token_fields
+
+    vit = model_cfg.vit
+    crop = (vit.num_patches, vit.patch_dim)
+    media = [MediaField.image(config.data.max_crops, crop)]
+    if config.data.max_frames:
+        media.append(MediaField.video(config.data.max_frames, crop))
+    fields = default_token_fields(processor.token_ids.pad)
+    fields.pop("loss_mask", None)
+    fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
+    return PackSpec(config.seq_len, tuple(media), fields)
+
+
+def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config, process_index: int = 0,
+                    process_count: int = 1):
+    """The per-process Grain dataset of packed batches for a stage config (synthetic for the demo)."""
+    from data_pipelines.mixture import config_weights
+    from data_pipelines.pipeline import build_pipeline, prepared_pipeline
+
+    from molmo2_jax.processing.encode import ExampleEncoder
+
+    encoder = ExampleEncoder(processor, pretraining=config.data.mixture in ("stage1", "synthetic"))
+    spec = pack_spec(config, processor, model_cfg)
+    if config.batch_size % process_count:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")
+    kw = dict(seed=config.seed, process_index=process_index, process_count=process_count,
+              pack_window=config.data.window, num_workers=config.data.num_workers)
+    local_batch = config.batch_size // process_count
+    if config.data.mixture == "synthetic":
+        from data_pipelines.synthetic import synthetic_sources
+
+        weights = config_weights("synthetic", dict(config.data.weights))
+        tasks = tuple(k[len("synthetic_"):] for k in weights)
+        sources = synthetic_sources(config.data.num_examples, seed=config.seed, config=synthetic_config(config),
+                                    tasks=tasks)
+        return build_pipeline(sources, weights, encoder, spec, local_batch, **kw)
+    if not config.data.path:
+        raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
+                         "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "
+                         "--config.data.path=DIR")
+    weights = config_weights(config.data.mixture, dict(config.data.weights))
+    return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, **kw)
+
+
+PROCESSOR_FILE = "processor.json"
+
+
+def save_processor(processor: Molmo2Processor, path: str, tokenizer_file: str | None = None) -> None:
+    """Write the processor settings (and a copy of the tokenizer file, if any) next to the weights."""
+    import json
+    import shutil
+
+    os.makedirs(path, exist_ok=True)
+    name = None
+    if tokenizer_file:
+        name = os.path.basename(tokenizer_file)
+        shutil.copy(tokenizer_file, os.path.join(path, name))
+    with open(os.path.join(path, PROCESSOR_FILE), "w") as f:
+        json.dump({"tokenizer": name, "image": dataclasses.asdict(processor.image),
+                   "video": dataclasses.asdict(processor.video),
+                   "token_ids": dataclasses.asdict(processor.token_ids)}, f, indent=2)
+
+
+def load_processor(path: str) -> Molmo2Processor:
+    """Inverse of `save_processor` (a missing tokenizer file means Qwen3's built-in vocabulary)."""
+    import json
+
+    with open(os.path.join(path, PROCESSOR_FILE)) as f:
+        d = json.load(f)
+    tok = load_tokenizer(os.path.join(path, d["tokenizer"]) if d["tokenizer"] else None)
+    tup = lambda x: {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}  # noqa: E731
+    return Molmo2Processor(tok, ImageConfig(**tup(d["image"])), VideoConfig(**tup(d["video"])),
+                           Molmo2TokenIds(**d["token_ids"]))

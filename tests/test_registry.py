@@ -1,0 +1,65 @@
+"""Registry: every Molmo2 stage dataset is described, mixtures reference real entries."""
+
+import re
+
+import pytest
+
+from data_pipelines import readers, registry
+from data_pipelines.schema import Task
+
+
+def test_stage1_has_captions_pointing_and_text_with_recipe_rates():
+    groups = {}
+    for e in registry.STAGE_MIXTURES[1]:
+        groups.setdefault(e.group, []).append(e.dataset)
+    assert groups == {"captions": ["pixmo_cap_with_transcripts"],
+                      "pointing": ["pixmo_points_train", "pixmo_count_train",
+                                   "pixmo_points_high_freq_train", "cosyn_point"],
+                      "nlp": ["tulu4_max_2304"]}
+    assert registry.STAGE_GROUP_RATES[1] == {"captions": 0.6, "pointing": 0.3, "nlp": 0.1}
+
+
+def test_sft_group_rates_sum_to_molmo2s_1_10_and_stage3_reuses_them():
+    assert sum(registry.STAGE_GROUP_RATES[2].values()) == pytest.approx(1.10)
+    assert registry.STAGE_MIXTURES[3] == registry.STAGE_MIXTURES[2]
+    groups = {e.group for e in registry.STAGE_MIXTURES[2]}
+    assert groups == set(registry.STAGE_GROUP_RATES[2])
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_every_mixture_entry_is_a_registry_dataset_once(stage):
+    names = [e.dataset for e in registry.STAGE_MIXTURES[stage]]
+    assert len(names) == len(set(names))
+    assert all(n in registry.REGISTRY for n in names)
+
+
+def test_entries_are_complete_and_readers_exist():
+    for spec in registry.REGISTRY.values():
+        assert spec.task in Task.ALL, spec.name
+        assert spec.modality in ("image", "multi_image", "video", "text"), spec.name
+        assert spec.media in ("hf", "url", "manual", "none"), spec.name
+        assert spec.licence, spec.name
+        assert spec.repo or spec.urls or spec.media == "manual" or spec.notes, spec.name
+        assert spec.reader is None or spec.reader in readers.READERS, spec.name
+        for f in spec.files + spec.urls:
+            assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256), spec.name
+        assert not spec.files or spec.revision, f"{spec.name}: hashes need a pinned revision"
+
+
+def test_pointing_and_tracking_sets_carry_molmo2_flat_loss_weight():
+    for name in ("pixmo_points_train", "pixmo_count_train", "cosyn_point", "mevis_track",
+                 "vixmo_points_minmax_0_5"):
+        assert registry.get(name).loss_weight == 0.2
+    assert registry.get("vixmo3_top_level_captions_min_3").loss_weight == 0.1
+
+
+def test_tracking_rates_follow_subgroup_weights_over_1_11():
+    rates = {e.dataset: e.sampling_rate for e in registry.STAGE_MIXTURES[2]
+             if e.group == "tracking"}
+    assert rates["mevis_track"] == pytest.approx(0.4 / 1.11)
+    assert rates["webuav_sot_from_bbox"] == pytest.approx(0.2 / 1.11)
+
+
+def test_unknown_dataset_error_suggests_names():
+    with pytest.raises(KeyError, match="pixmo"):
+        registry.get("pixmo_pointz")
