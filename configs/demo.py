@@ -26,10 +26,11 @@ def get_config():
     c.log_every = 10
     c.eval_every = 0
     c.data.mixture = "synthetic"
-    c.data.weights = {"caption": 0.3, "pointing": 0.35, "counting": 0.35}
+    c.data.weights = {"caption": 0.2, "pointing": 0.4, "counting": 0.4}
     c.data.max_crops = 48
-    c.data.max_crops_per_image = 4
+    c.data.max_crops_per_image = 2
     c.data.num_examples = 20000
     c.data.image_size = 56
+    c.data.eval_max_new_tokens = 96
     c.data.eval_examples = 64
     return c

@@ -17,7 +17,7 @@ class MaskInfo:
     segment_ids: jax.Array  # [B, T] int32, 0 marks padding
     positions: jax.Array  # [B, T] int32, restart at 0 for each packed example
     vision: jax.Array  # [B, T] bool, True for image/frame tokens (mm_token_type_ids == 1)
-    branch: jax.Array | None = None  # [B, T] int32 message-tree branch, 0 = shared prefix
+    branch: jax.Array | None = None  # [B, T] int32 message-tree branch, -1 = shared prefix (processing's ids)
 
 
 jax.tree_util.register_dataclass(MaskInfo, data_fields=["segment_ids", "positions", "vision", "branch"],
@@ -27,11 +27,11 @@ jax.tree_util.register_dataclass(MaskInfo, data_fields=["segment_ids", "position
 def molmo2_mask(q: MaskInfo, kv: MaskInfo, bidirectional_vision: bool = True) -> jax.Array:
     """Causal ∧ same-segment, ∨ (both vision ∧ same segment); returns bool [B, 1, Tq, Tk].
 
-    With message trees, a token also sees only the shared prefix (branch 0) and its own branch.
+    With message trees, a token also sees only the shared prefix (branch -1) and its own branch.
     """
     same = (q.segment_ids[:, :, None] == kv.segment_ids[:, None, :]) & (q.segment_ids[:, :, None] > 0)
     if q.branch is not None and kv.branch is not None:
-        same = same & ((kv.branch[:, None, :] == 0) | (kv.branch[:, None, :] == q.branch[:, :, None]))
+        same = same & ((kv.branch[:, None, :] < 0) | (kv.branch[:, None, :] == q.branch[:, :, None]))
     allowed = kv.positions[:, None, :] <= q.positions[:, :, None]
     if bidirectional_vision:
         allowed = allowed | (q.vision[:, :, None] & kv.vision[:, None, :])

@@ -131,7 +131,7 @@ def draw_predictions(examples: Sequence, records: Sequence[dict], path: str, n: 
 def evaluate_during_training(config, model, processor, workdir: str, step: int) -> dict:
     """Held-out synthetic scores (`eval_every`), with a PNG of pointing predictions."""
     examples = synthetic_eval_examples(config, config.data.get("eval_examples", 32) // 2)
-    summary, records = evaluate_examples(model, processor, examples)
+    summary, records = evaluate_examples(model, processor, examples, config.data.get("eval_max_new_tokens", 96))
     out = os.path.join(workdir, "eval", str(step))
     write_outputs(out, summary, records)
     draw_predictions(examples, records, os.path.join(workdir, f"predictions_{step}.png"))

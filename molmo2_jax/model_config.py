@@ -143,17 +143,17 @@ def _molmo2(text: TextConfig) -> Molmo2Config:
 
 
 def tiny() -> Molmo2Config:
-    """A sub-M-parameter Molmo2 for tests and the CPU demo (56x56 crops of 4x4 patches, vocab 512 + 128)."""
+    """A sub-M-parameter Molmo2 for tests and the CPU demo: 56x56 crops of 8x8 patches (7 px), vocab 512 + 128."""
     text = TextConfig(
-        vocab_size=512, additional_vocab_size=128, hidden_size=64, intermediate_size=128,
-        num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, rope_theta=10_000.0,
+        vocab_size=512, additional_vocab_size=128, hidden_size=96, intermediate_size=192,
+        num_layers=3, num_heads=4, num_kv_heads=2, head_dim=24, rope_theta=10_000.0,
         max_position_embeddings=4096,
     )
     return Molmo2Config(
-        vit=VitConfig(hidden_size=48, intermediate_size=96, num_layers=2, num_heads=4, head_dim=12,
-                      patch_size=14, image_size=(56, 56)),
-        connector=ConnectorConfig(feature_layers=(1, 0), hidden_size=48, num_heads=4, head_dim=12,
-                                  intermediate_size=128, text_hidden_size=64),
+        vit=VitConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, head_dim=16,
+                      patch_size=7, image_size=(56, 56)),
+        connector=ConnectorConfig(feature_layers=(1, 0), hidden_size=64, num_heads=4, head_dim=16,
+                                  intermediate_size=192, text_hidden_size=96),
         text=text,
         **_special_ids(512),
     )

@@ -33,10 +33,10 @@ def test_segments_never_attend_to_each_other_and_padding_is_masked():
 
 def test_message_tree_branches_see_prefix_and_themselves_only():
     #          prefix  branch1  branch2
-    info = _info([1] * 5, [0] * 5, pos=[0, 1, 2, 2, 3], branch=[0, 0, 1, 2, 2])
+    info = _info([1] * 5, [0] * 5, pos=[0, 1, 2, 2, 3], branch=[-1, -1, 0, 1, 1])
     m = np.asarray(molmo2_mask(info, info))[0, 0]
     assert m[2, 0] and m[2, 1] and m[3, 1]
-    assert not m[3, 2] and not m[4, 2]  # branch 2 does not see branch 1
+    assert not m[3, 2] and not m[4, 2]  # branch 1 does not see branch 0
     assert m[4, 3]
 
 
@@ -51,3 +51,18 @@ def test_reference_attention_matches_jax_dot_product_attention_with_gqa():
     want = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
     np.testing.assert_allclose(np.asarray(attend(q, k, v, mask, "xla")), np.asarray(want), atol=1e-5)
     np.testing.assert_allclose(np.asarray(attend(q, k, v, mask, "dot_product")), np.asarray(want), atol=1e-5)
+
+
+def test_processing_branch_ids_let_the_answer_see_the_prompt():
+    """A one-conversation example from processing (prefix -1, answer 0) is plain causal attention."""
+    from molmo2_jax.processing.chat import UNWEIGHTED, encode_training_example
+    from molmo2_jax.processing.tokenizer import QwenTokenizer
+
+    text = encode_training_example(QwenTokenizer(), [[{"role": "user", "content": "Hi"},
+                                                      {"role": "assistant", "content": "Hello there"}]], 0, 0,
+                                   UNWEIGHTED)
+    n = len(text.input_ids)
+    with_branches = _info([1] * n, [0] * n, pos=list(text.position_ids), branch=list(text.branch_ids))
+    plain = _info([1] * n, [0] * n, pos=list(text.position_ids))
+    np.testing.assert_array_equal(np.asarray(molmo2_mask(with_branches, with_branches)),
+                                  np.asarray(molmo2_mask(plain, plain)))

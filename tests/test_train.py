@@ -22,7 +22,7 @@ def make_batch(cfg, rng, b=4, t=16):
         "input_ids": ids, "target_ids": target, "loss_weights": weights,
         "mm_token_type_ids": np.isin(ids, [cfg.image_patch_id, cfg.low_res_image_start_token_id]).astype(np.int32),
         "segment_ids": np.ones((b, t), np.int32), "positions": np.tile(np.arange(t, dtype=np.int32), (b, 1)),
-        "pixel_values": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, 588)).astype(np.float32),
+        "pixel_values": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, cfg.vit.patch_dim)).astype(np.float32),
         "image_token_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),
     }
 

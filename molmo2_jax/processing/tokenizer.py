@@ -311,7 +311,8 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
                         user_symbols: Sequence[str] = CHAT_TOKENS) -> str:
     """Train a small byte-fallback BPE SentencePiece model (e.g. for the tiny demo); returns its path.
 
-    Text is kept verbatim (no normalisation, no dummy prefix) so decode(encode(text)) == text.
+    Text is kept verbatim (no normalisation, no dummy prefix) so decode(encode(text)) == text; digits
+    are single tokens, as in Qwen's vocabulary, which makes point coordinates learnable.
     """
     import io
 
@@ -322,7 +323,7 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
         sentence_iterator=iter(list(texts)), model_writer=buf,
         vocab_size=vocab_size, model_type="bpe", user_defined_symbols=list(user_symbols),
         character_coverage=1.0, byte_fallback=True, hard_vocab_limit=False,
-        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
         add_dummy_prefix=False, bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2,
     )
     path = model_prefix + ".model"
