@@ -19,7 +19,6 @@ def get_config():
     c.lr_final_fraction = 0.05
     c.freeze_vit = False
     c.weight_decay = 0.01
-    c.mesh.fsdp = 1
     c.dtype = "float32"
     c.checkpoint_every = 100
     c.keep_checkpoints = 2

@@ -10,11 +10,15 @@ Dtype = jnp.dtype | type
 
 
 def dense(in_features: int, out_features: int, axes: tuple[str, str], *, use_bias: bool, dtype: Dtype,
-          rngs: nnx.Rngs, std: float = 0.02) -> nnx.Linear:
-    """A Linear layer (kernel [in, out]) whose kernel/bias carry logical axis names for sharding."""
+          rngs: nnx.Rngs) -> nnx.Linear:
+    """A Linear layer (kernel [in, out]) whose kernel/bias carry logical axis names for sharding.
+
+    Kernels start fan-in scaled (LeCun normal) so activations keep their scale through the connector's
+    SwiGLU: a fixed small std there multiplies two tiny factors and a fresh connector passes no signal.
+    """
     return nnx.Linear(
         in_features, out_features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=nnx.initializers.normal(std), rngs=rngs,
+        kernel_init=nnx.initializers.lecun_normal(), rngs=rngs,
         kernel_metadata={"logical_axes": axes}, bias_metadata={"logical_axes": (axes[1],)},
     )
 

@@ -58,41 +58,84 @@ def model_flops_per_token(model: Molmo2, seq_len: int) -> float:
     return 6 * llm + 12 * t.num_layers * t.num_heads * t.head_dim * seq_len
 
 
-def inspect(config, model, optimizer, mesh, data) -> None:
-    """--inspect: config, parameter counts, mesh, shardings, per-device memory estimate, a decoded batch."""
+def inspect(config, model_cfg, mesh, data_fn) -> None:
+    """--inspect: config, parameter counts, mesh, each parameter's sharding, per-device memory, a batch.
+
+    Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
+    on a laptop with fake devices (`./launch.sh --cpu 8 configs/stage1.py --inspect`).
+    """
+    from molmo2_jax.sharding import logical_to_spec
+
+    dtype = DTYPES[config.dtype]
     print(config)
     print(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices")
+
+    def make():
+        model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0))
+        return model, build_optimizer(config, model)[0]
+
+    model, optimizer = nnx.eval_shape(make)
     for name in ("vision_tower", "connector", "language_model"):
         print(f"params[{name}]: {count_params(getattr(model, name)):,}")
-    params = nnx.state(model, nnx.Param)
-    for path, var in nnx.to_flat_state(params):
-        print(f"  {'.'.join(map(str, path)):70s} {str(tuple(var.shape)):22s} {var.sharding.spec}")
-    per_device = 0
-    for x in jax.tree.leaves(nnx.state(optimizer)) + jax.tree.leaves(params):
-        if hasattr(x, "addressable_shards") and x.addressable_shards:
-            per_device += x.addressable_shards[0].data.nbytes
-    print(f"estimated state memory per device (params + optimizer): {per_device / 2**30:.3f} GiB")
-    if data is not None:
-        batch = next(iter(data))
-        print({k: (v.shape, v.dtype) for k, v in batch.items()})
+    trainable = nnx.state(model, train.trainable_filter(config.freeze_vit))
+    print(f"trainable params: {sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(trainable)):,}")
+
+    def per_device_bytes(state) -> tuple[int, list]:
+        total, rows = 0, []
+        for path, var in nnx.to_flat_state(state):
+            if not hasattr(var.get_raw_value(), "shape"):
+                continue  # optax placeholders (masked-out / empty states)
+            meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
+            axes = meta.get("logical_axes") or (None,) * len(var.shape)
+            spec = logical_to_spec(axes, var.shape, mesh)
+            split = int(np.prod([mesh.shape[a] for s_ in spec if s_ for a in ((s_,) if isinstance(s_, str) else s_)]))
+            total += int(np.prod(var.shape)) * np.dtype(var.dtype).itemsize // split
+            rows.append((".".join(map(str, path)), tuple(var.shape), spec))
+        return total, rows
+
+    param_bytes, rows = per_device_bytes(nnx.state(model, nnx.Param))
+    for name, shape, spec in rows:
+        print(f"  {name:72s} {str(shape):20s} {spec}")
+    opt_bytes, _ = per_device_bytes(nnx.state(optimizer, nnx.OptState))
+    grad_bytes, _ = per_device_bytes(trainable)
+    print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
+          f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
+          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations not counted")
+    try:
+        batch = next(iter(data_fn()))
+        print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
+    except (ValueError, FileNotFoundError) as e:
+        print(f"batch: not built ({e})")
 
 
 class CheckpointIO:
-    """Orbax manager saving params + optimizer, the data iterator state and the config; restores the latest."""
+    """Orbax manager (async, keep-N + keep-every-K) for model + optimizer + config; per-process data state.
+
+    Each process's Grain iterator state is its own JSON file, `data_state/<step>/process_<i>.json`,
+    written synchronously before the (async) Orbax save, so a restore finds it for any finished step.
+    """
 
     def __init__(self, workdir: str, config):
         opts = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
                                             keep_period=config.keep_every or None, enable_async_checkpointing=True,
                                             create=True)
-        self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=opts,
-                                             item_names=("state", "data", "config"))
+        self.workdir = os.path.abspath(workdir)
+        self.manager = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"), options=opts,
+                                             item_names=("state", "config"))
         self.config_json = config.to_json()
 
+    def _data_path(self, step: int) -> str:
+        return os.path.join(self.workdir, "data_state", str(step), f"process_{jax.process_index()}.json")
+
     def save(self, step: int, model, optimizer, data_state) -> None:
+        path = self._data_path(step)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(data_state, f)
+        os.replace(path + ".tmp", path)
         state = {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-            config=ocp.args.JsonSave(json.loads(self.config_json))))
+            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(json.loads(self.config_json))))
 
     def restore_latest(self, model, optimizer):
         step = self.manager.latest_step()
@@ -101,12 +144,12 @@ class CheckpointIO:
         states = {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                               {k: nnx.to_pure_dict(v) for k, v in states.items()})
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                                 data=ocp.args.JsonRestore()))
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         for name, obj in (("model", model), ("optimizer", optimizer)):
             nnx.replace_by_pure_dict(states[name], out["state"][name])
             nnx.update(obj, states[name])
-        return step, out["data"]
+        with open(self._data_path(step)) as f:
+            return step, json.load(f)
 
     def close(self):
         self.manager.wait_until_finished()
@@ -126,6 +169,8 @@ class MetricsWriter:
             self.tb = None
 
     def write(self, step: int, metrics: dict) -> None:
+        if jax.process_index() != 0:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.tb is not None:
@@ -144,13 +189,14 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     os.makedirs(workdir, exist_ok=True)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.sequence)
     processor = make_processor(config, workdir)
+    model_cfg = model_config_for(config, processor)
+    if inspect_only:
+        inspect(config, model_cfg, mesh, lambda: make_train_data(config, processor, model_cfg))
+        return {}
     with jax.set_mesh(mesh):
-        model = build_model(config, mesh, model_config_for(config, processor))
+        model = build_model(config, mesh, model_cfg)
         optimizer, schedules = build_optimizer(config, model)
     data = make_train_data(config, processor, model.cfg, jax.process_index(), jax.process_count())
-    if inspect_only:
-        inspect(config, model, optimizer, mesh, data)
-        return {}
     ckpt = CheckpointIO(workdir, config)
     start, data_state = ckpt.restore_latest(model, optimizer)
     iterator = iter(data)
@@ -165,11 +211,10 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     last, t0, tokens, skipped_total = {}, time.time(), 0, 0
     for step in range(start + 1, config.total_steps + 1):
         host_batch = next(iterator)
-        batch = {k: jax.device_put(v, batch_sharding(mesh, v.ndim, 1 if v.ndim == 2 else None))
-                 for k, v in host_batch.items() if k in _MODEL_KEYS}
+        batch = {k: global_batch_array(v, mesh) for k, v in host_batch.items() if k in _MODEL_KEYS}
         with jax.set_mesh(mesh):
             out = step_fn(model, optimizer, batch)
-        tokens += int(np.sum(host_batch["segment_ids"] > 0))
+        tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
         if not bool(out["finite"]):
             skipped_total += 1
             consecutive = train.nonfinite_count(optimizer)
@@ -182,7 +227,7 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
             last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
             last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
                         tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
-                        **getattr(iterator, "metrics", lambda: {})())
+                        **iterator.counters.metrics())
             if peak:
                 last["mfu"] = tokens * flops_per_token / dt / peak
             writer.write(step, last)
@@ -190,7 +235,8 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         if step % config.checkpoint_every == 0 or step == config.total_steps:
             ckpt.save(step, model, optimizer, iterator.get_state())
         evaluate_now = config.eval_every and step % config.eval_every == 0
-        if evaluate_now or (step == config.total_steps and config.data.mixture == "synthetic"):
+        final_demo_eval = step == config.total_steps and config.data.mixture == "synthetic"
+        if (evaluate_now or final_demo_eval) and config.data.get("eval_examples", 0) and jax.process_count() == 1:
             from molmo2_jax.evaluate import evaluate_during_training
 
             scores = evaluate_during_training(config, model, processor, workdir, step)
@@ -207,8 +253,29 @@ def export_for_inference(model, processor, path: str) -> None:
     from molmo2_jax.data import save_processor
 
     save_params(path, model)
-    tok = os.path.join(os.path.dirname(path), "tokenizer.model")
-    save_processor(processor, path, tok if os.path.exists(tok) else None)
+    if jax.process_index() == 0:
+        tok = os.path.join(os.path.dirname(path), "tokenizer.model")
+        save_processor(processor, path, tok if os.path.exists(tok) else None)
+
+
+def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
+    """This process's rows of the batch -> the global array sharded over (data x fsdp[, sequence])."""
+    sharding = batch_sharding(mesh, local.ndim, 1 if local.ndim == 2 else None)
+    if jax.process_count() == 1:
+        return jax.device_put(local, sharding)
+    return jax.make_array_from_process_local_data(sharding, local)
+
+
+def init_distributed() -> None:
+    """Join a multi-process run (explicit JAX_* variables, or SLURM with several tasks)."""
+    env = os.environ
+    if "JAX_COORDINATOR_ADDRESS" in env:
+        if env.get("JAX_PLATFORMS", "") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+                                   num_processes=int(env["JAX_NUM_PROCESSES"]), process_id=int(env["JAX_PROCESS_ID"]))
+    elif "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize()
 
 
 _MODEL_KEYS = ("input_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
@@ -222,9 +289,7 @@ def main(argv):
     if config is None:
         print("error: --config is required, e.g. --config configs/demo.py", file=sys.stderr)
         return 2
-    if "JAX_COORDINATOR_ADDRESS" in os.environ or "SLURM_JOB_ID" in os.environ and \
-            int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        jax.distributed.initialize()
+    init_distributed()
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
     workdir = _WORKDIR.value or os.path.join("runs", name)
     run(config, workdir, _INSPECT.value)

@@ -67,3 +67,39 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
     assert set(want) <= set(got)
     for step, loss in want.items():
         assert abs(got[step] - loss) <= 1e-6, (step, got[step], loss)
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
+def test_stage_configs_inspect_nano_on_fake_devices(tmp_path, stage):
+    """Abstract shapes only: the nano model's shardings and per-device memory on 8 fake CPU devices."""
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    run = subprocess.run([sys.executable, "-m", "molmo2_jax.main", "--config", f"configs/{stage}.py", "--workdir",
+                          str(tmp_path), "--inspect"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "over 8 devices" in run.stdout and "memory per device" in run.stdout
+    assert "language_model.embed_tokens.embedding" in run.stdout and "'fsdp'" in run.stdout
+    assert not os.path.exists(tmp_path / "checkpoints")  # nothing was trained or written
+
+
+@pytest.mark.slow
+def test_two_processes_with_jax_distributed_train_together(tmp_path):
+    """Two real processes on localhost (one CPU device each) run 3 steps over one 2-device mesh."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
+        env.pop("XLA_FLAGS", None)
+        procs.append(subprocess.Popen(_cmd(tmp_path, ("total_steps=3", "log_every=1", "checkpoint_every=3",
+                                                      "data.eval_examples=0", "data.window=16")),
+                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    rows = [r for r in _metrics(tmp_path) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]  # written once, by process 0
+    assert os.path.exists(tmp_path / "data_state" / "3" / "process_1.json")
