@@ -9,12 +9,12 @@ from configs.common import base_config
 def get_config():
     c = base_config()
     c.model.name = "tiny"
-    c.total_steps = 300
+    c.total_steps = 700
     c.warmup_steps = 20
     c.batch_size = 8
     c.seq_len = 384
     c.learning_rate.connector = 3e-3
-    c.learning_rate.vit = 1e-3
+    c.learning_rate.vit = 2e-3
     c.learning_rate.llm = 3e-3
     c.lr_final_fraction = 0.05
     c.freeze_vit = False
@@ -25,11 +25,13 @@ def get_config():
     c.log_every = 10
     c.eval_every = 0
     c.data.mixture = "synthetic"
-    c.data.weights = {"caption": 0.2, "pointing": 0.4, "counting": 0.4}
-    c.data.max_crops = 48
+    c.data.weights = {"caption": 0.1, "pointing": 0.5, "counting": 0.4}
+    c.data.max_crops = 14  # per packed sequence: ~5 examples x (global view + 1 crop)
     c.data.max_crops_per_image = 2
     c.data.num_examples = 20000
     c.data.image_size = 56
+    # up to 3 shapes, large enough that a point inside one is a visible grounding skill
+    c.data.synthetic = {"max_objects": 3, "max_count": 3, "min_radius": 0.12, "max_radius": 0.18}
     c.data.eval_max_new_tokens = 96
     c.data.eval_examples = 64
     return c

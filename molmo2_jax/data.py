@@ -13,10 +13,11 @@ from molmo2_jax.processing.video import VideoConfig
 
 
 def synthetic_config(config):
+    """The synthetic scenes a config asks for (`data.image_size`, optional `data.synthetic` overrides)."""
     from data_pipelines.synthetic import SyntheticConfig
 
     side = config.data.get("image_size", 64)
-    return SyntheticConfig(width=side, height=side)
+    return SyntheticConfig(width=side, height=side, **dict(config.data.get("synthetic", {})))
 
 
 def demo_tokenizer(config, workdir: str) -> SentencePieceTokenizer:

@@ -128,10 +128,30 @@ def draw_predictions(examples: Sequence, records: Sequence[dict], path: str, n: 
         grid(tiles, columns=4).save(path)
 
 
+def chance_baseline(examples: Sequence, seed: int = 0) -> dict[str, float]:
+    """What guessing scores: as many uniform random points as there are targets; a uniform count."""
+    rng = np.random.default_rng(seed)
+    tp = n_pred = n_gt = 0
+    counts = []
+    for ex in examples:
+        if ex.task == "pointing":
+            boxes = np.asarray([[b.x0, b.y0, b.x1, b.y1] for b in target_boxes(ex)], np.float32).reshape(-1, 4)
+            guess = rng.uniform(0, 1, (len(boxes), 2)).astype(np.float32)
+            t, p, g = pointing_counts(guess, PointTarget(boxes=boxes))
+            tp, n_pred, n_gt = tp + t, n_pred + p, n_gt + g
+        elif ex.task == "counting":
+            counts.append(ex.count)
+    out = {"chance_pointing_f1": precision_recall_f1(tp, n_pred, n_gt)[2]} if n_gt else {}
+    if counts:
+        out["chance_counting_accuracy"] = 1.0 / (max(counts) + 1)
+    return out
+
+
 def evaluate_during_training(config, model, processor, workdir: str, step: int) -> dict:
-    """Held-out synthetic scores (`eval_every`), with a PNG of pointing predictions."""
+    """Held-out synthetic scores (`eval_every`), with the chance baseline and a PNG of pointing predictions."""
     examples = synthetic_eval_examples(config, config.data.get("eval_examples", 32) // 2)
     summary, records = evaluate_examples(model, processor, examples, config.data.get("eval_max_new_tokens", 96))
+    summary.update(chance_baseline(examples))
     out = os.path.join(workdir, "eval", str(step))
     write_outputs(out, summary, records)
     draw_predictions(examples, records, os.path.join(workdir, f"predictions_{step}.png"))

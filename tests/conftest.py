@@ -23,3 +23,31 @@ def our_molmo2(hf_molmo2):
     from molmo2_jax.convert import load_hf_molmo2
 
     return load_hf_molmo2(hf_molmo2[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_inference_dir(tmp_path_factory):
+    """A random tiny model exported with its processor (SentencePiece tokenizer), as training leaves it."""
+    from flax import nnx
+
+    from molmo2_jax import model_config as mc
+    from molmo2_jax.data import save_processor
+    from molmo2_jax.checkpoints.orbax_io import save_params
+    from molmo2_jax.model import Molmo2
+    from molmo2_jax.processing.images import ImageConfig
+    from molmo2_jax.processing.processor import Molmo2Processor
+    from molmo2_jax.processing.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+    d = tmp_path_factory.mktemp("inference")
+    sp = train_sentencepiece(["Point to the red circles.", "There are 3 blue squares."] * 50, str(d / "tokenizer"),
+                             vocab_size=300)
+    tok = SentencePieceTokenizer(sp)
+    proc = Molmo2Processor(tok, ImageConfig(base_size=56, patch_size=7, max_crops=2, overlap_margins=(1, 1)))
+    base = proc.token_ids.image_start
+    import dataclasses
+
+    cfg = mc.tiny()
+    cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=base), **mc._special_ids(base))
+    save_params(str(d / "model"), Molmo2(cfg, rngs=nnx.Rngs(0)))
+    save_processor(proc, str(d / "model"), sp)
+    return d

@@ -35,3 +35,33 @@ def test_counting_and_garbage_answers():
     bad = score(ex, "<points coords=\"1 1", 64, 64)
     assert good["correct"] == 1.0 and bad["correct"] == 0.0
     assert summarize([good, bad])["counting_accuracy"] == 0.5
+
+
+def test_evaluate_cli_writes_summary_and_predictions(tiny_inference_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-m", "molmo2_jax.evaluate", "--config", "configs/demo.py", "--checkpoint",
+                          str(tiny_inference_dir / "model"), "--num-examples", "4", "--max-new-tokens", "6",
+                          "--out", str(tmp_path / "eval")], cwd=root, env=dict(os.environ, PYTHONPATH=root),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["pointing_n"] == 2 and summary["counting_n"] == 2
+    assert 0.0 <= summary["counting_accuracy"] <= 1.0
+    lines = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all("prediction" in json.loads(line) for line in lines)
+
+
+def test_chance_baseline_is_low_for_small_targets_and_uses_the_count_range():
+    from molmo2_jax.evaluate import chance_baseline
+
+    ex = _pointing_example()  # two targets covering 0.04 + 0.09 of the image
+    conv = Conversation([Message("user", "How many?"), Message("assistant", "")])
+    counts = [Example(f"c{i}", "s", "counting", [conv], count=i) for i in range(4)]
+    out = chance_baseline([ex] * 200 + counts)
+    assert 0.02 < out["chance_pointing_f1"] < 0.12
+    assert out["chance_counting_accuracy"] == 0.25

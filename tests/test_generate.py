@@ -76,3 +76,37 @@ def test_sampling_respects_top_p_and_greedy():
 def test_prompt_lengths_fall_into_few_buckets():
     assert {bucket(n) for n in range(1, 65)} == {64}
     assert bucket(65) == 128 and bucket(40000) == 65536
+
+
+def test_generate_cli_prints_json_and_draws_png(tiny_inference_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "a.png")
+    run = subprocess.run([sys.executable, "-m", "molmo2_jax.generate", "--checkpoint",
+                          str(tiny_inference_dir / "model"), "--image", str(tmp_path / "a.png"), "--prompt",
+                          "Point to the red circles.", "--max-new-tokens", "8", "--json", "--out",
+                          str(tmp_path / "out.png")], cwd=root, env=dict(os.environ, PYTHONPATH=root),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(out) >= {"text", "token_ids", "points"} and 1 <= len(out["token_ids"]) <= 8
+    assert Image.open(tmp_path / "out.png").size == (64, 48)
+
+
+def test_generate_cli_reports_a_bad_image(tiny_inference_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    run = subprocess.run([sys.executable, "-m", "molmo2_jax.generate", "--checkpoint",
+                          str(tiny_inference_dir / "model"), "--image", str(tmp_path / "bad.jpg"), "--prompt", "Hi"],
+                         cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1 and "bad.jpg" in run.stderr

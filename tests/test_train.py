@@ -103,3 +103,16 @@ def test_gradient_accumulation_matches_one_big_batch():
 ])
 def test_weight_decay_skips_norms_biases_and_embeddings(path, leaf_ndim, expected):
     assert train.decays(path, np.zeros((2,) * leaf_ndim)) is expected
+
+
+def test_block_remat_gives_the_same_step():
+    cfg = mc.tiny()
+    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(4)))
+    outs = []
+    for remat in (False, True):
+        model = Molmo2(cfg, rngs=nnx.Rngs(0), remat=remat)
+        sched = train.learning_rate_schedules({"vit": 1e-3, "connector": 1e-3, "llm": 1e-3}, 1, 100)
+        opt = nnx.Optimizer(model, train.make_optimizer(sched, weight_decay=0.0, clip=1.0), wrt=nnx.Param)
+        out = train.make_train_step()(model, opt, batch)
+        outs.append((float(out["loss"]), float(out["grad_norm"])))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5)
