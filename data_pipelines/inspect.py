@@ -12,7 +12,6 @@ points at prepared data whose sizes replace the registry's.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -26,14 +25,9 @@ from data_pipelines.pipeline import decode_batch
 
 def load_config(path: str) -> Any:
     """`get_config()` of a config file (configs/<stage>.py)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config {path} not found")
-    spec = importlib.util.spec_from_file_location("_inspected_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"{path} has no get_config()")
-    return module.get_config()
+    from molmo2_jax.config_utils import load_config_file
+
+    return load_config_file(path)
 
 
 def _get(cfg: Any, dotted: str, default: Any = None) -> Any:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from molmo2_jax.layers import dense
+from molmo2_jax.layers import SwiGLU, dense
 from molmo2_jax.model_config import ConnectorConfig
 
 
@@ -48,24 +48,14 @@ class AttentionPooling(nnx.Module):
         return self.o_proj(out)  # [tokens, hidden]
 
 
-class Projector(nnx.Module):
-    """SwiGLU MLP without bias: connector width -> LLM intermediate -> LLM hidden."""
-
-    def __init__(self, cfg: ConnectorConfig, dtype, rngs: nnx.Rngs):
-        self.gate_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("vit_embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.up_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("vit_embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.down_proj = dense(cfg.intermediate_size, cfg.text_hidden_size, ("mlp", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class Connector(nnx.Module):
     """ViT features of the selected layers -> one LLM-space vector per pooled image token."""
 
     def __init__(self, cfg: ConnectorConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.image_pooling_2d = AttentionPooling(cfg, cfg.hidden_size * len(cfg.feature_layers), dtype, rngs)
-        self.image_projector = Projector(cfg, dtype, rngs)
+        # SwiGLU projector: connector width -> LLM intermediate -> LLM hidden
+        self.image_projector = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.text_hidden_size, "vit_embed",
+                                      "embed", dtype, rngs)
 
     def __call__(self, features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
         """features [crops, patches, C], pooling [tokens, W] -> (vectors [tokens, D], token has patches [tokens])."""

@@ -44,3 +44,16 @@ class RMSNorm(nnx.Module):
         x32 = x.astype(jnp.float32)
         x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
         return self.scale[...].astype(dtype) * x32.astype(dtype)
+
+
+class SwiGLU(nnx.Module):
+    """SwiGLU MLP without bias: down(silu(gate(x)) * up(x)) (Qwen3's MLP and Molmo2's image projector)."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, in_axis: str, out_axis: str, dtype,
+                 rngs: nnx.Rngs):
+        self.gate_proj = dense(in_features, hidden, (in_axis, "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.up_proj = dense(in_features, hidden, (in_axis, "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.down_proj = dense(hidden, out_features, ("mlp", out_axis), use_bias=False, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))

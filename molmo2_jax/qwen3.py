@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from molmo2_jax.attention import MaskInfo, attend, molmo2_mask
-from molmo2_jax.layers import RMSNorm, dense
+from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
 
@@ -115,25 +115,13 @@ class Qwen3Attention(nnx.Module):
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
-class Qwen3Mlp(nnx.Module):
-    """SwiGLU feed-forward without bias."""
-
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
-        self.gate_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.up_proj = dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.down_proj = dense(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class Qwen3Block(nnx.Module):
     """Decoder block: pre-norm (Qwen3) or post-norm (OLMo `norm_after`) attention and MLP sublayers."""
 
     def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
         self.norm_after = cfg.norm_after
         self.self_attn = Qwen3Attention(cfg, dtype, rngs)
-        self.mlp = Qwen3Mlp(cfg, dtype, rngs)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size, "embed", "embed", dtype, rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
