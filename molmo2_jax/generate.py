@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -53,27 +54,42 @@ def sample_token(logits: jax.Array, key: jax.Array, temperature: float, top_p: f
     return jax.random.categorical(key, logits, -1).astype(jnp.int32)
 
 
-@nnx.jit(static_argnames=("temperature", "top_p"))
-def _prefill(model: Molmo2, batch: dict, cache: KVCache, key, temperature: float, top_p: float):
-    logits, cache = model(**batch, cache=cache)
+@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "top_p"))
+def _prefill(graphdef, state, batch: dict, cache: KVCache, key, temperature: float, top_p: float):
+    logits, cache = nnx.merge(graphdef, state)(**batch, cache=cache)
     return sample_token(logits[:, -1], key, temperature, top_p), logits[:, -1], cache
 
 
-@nnx.jit(static_argnames=("temperature", "top_p"))
-def _decode(model: Molmo2, tokens, positions, cache: KVCache, key, temperature: float, top_p: float):
+@functools.partial(jax.jit, static_argnames=("graphdef", "steps", "temperature", "top_p"), donate_argnums=(4,))
+def _decode_chunk(graphdef, state, tokens, positions, cache: KVCache, key, done, stop_ids, pad_id, steps: int,
+                  temperature: float, top_p: float):
+    """`steps` decode steps in one compiled scan; rows that hit a stop token emit `pad_id` afterwards."""
+    model = nnx.merge(graphdef, state)
     b = tokens.shape[0]
-    logits, cache = model(tokens[:, None], segment_ids=jnp.ones((b, 1), jnp.int32), position_ids=positions[:, None],
-                          mm_token_type_ids=jnp.zeros((b, 1), jnp.int32), cache=cache)
-    return sample_token(logits[:, -1], key, temperature, top_p), logits[:, -1], cache
+    ones, zeros = jnp.ones((b, 1), jnp.int32), jnp.zeros((b, 1), jnp.int32)
+
+    def step(carry, _):
+        tok, pos, cache, key, done = carry
+        key, sub = jax.random.split(key)
+        logits, cache = model(tok[:, None], segment_ids=ones, position_ids=pos[:, None], mm_token_type_ids=zeros,
+                              cache=cache)
+        nxt = sample_token(logits[:, -1], sub, temperature, top_p)
+        nxt = jnp.where(done, pad_id, nxt)
+        done = done | jnp.isin(nxt, stop_ids)
+        return (nxt, pos + 1, cache, key, done), (nxt, logits[:, -1])
+
+    carry, (toks, logits) = jax.lax.scan(step, (tokens, positions, cache, key, done), None, length=steps)
+    return carry, toks.T, jnp.swapaxes(logits, 0, 1)
 
 
 def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids: Sequence[int] = (),
                     temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, pad_id: int = 0,
-                    return_logits: bool = False):
+                    return_logits: bool = False, chunk: int = 16):
     """Generate for one prompt batch (`input_ids` [B, T], optional `attention_mask` for left padding).
 
-    Returns new tokens [B, N] (rows that stopped early are padded with `pad_id`), and the logits of
-    every step [B, N, V] when `return_logits`.
+    Prefill is one compiled call per prompt bucket; decoding runs `chunk` steps per compiled call and stops
+    after the chunk in which every row produced a stop token. Returns new tokens [B, N] (rows that stopped
+    early are padded with `pad_id`), and the logits of every step [B, N, V] when `return_logits`.
     """
     ids = np.asarray(batch["input_ids"], np.int32)
     b, t = ids.shape
@@ -89,26 +105,28 @@ def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids
     inputs["position_ids"] = jnp.asarray(positions)
     if "mm_token_type_ids" in inputs:
         inputs["mm_token_type_ids"] = jnp.pad(inputs["mm_token_type_ids"], ((0, 0), (pad, 0)))
-    cache = KVCache.init(model.cfg.text, b, bucket(length + max_new_tokens), model.dtype)
-    key = jax.random.key(seed)
-    key, sub = jax.random.split(key)
-    token, logits, cache = _prefill(model, inputs, cache, sub, temperature, top_p)
-    next_pos = jnp.asarray(positions[:, -1] + 1)
-    out, all_logits = [token], [logits]
-    done = np.isin(np.asarray(token), stop_ids)
-    for _ in range(max_new_tokens - 1):
-        if done.all():
+    steps_needed = max_new_tokens - 1
+    n_chunks = -(-steps_needed // chunk) if steps_needed > 0 else 0
+    cache = KVCache.init(model.cfg.text, b, bucket(length + n_chunks * chunk + 1), model.dtype)
+    graphdef, state = nnx.split(model)
+    key, sub = jax.random.split(jax.random.key(seed))
+    token, logits, cache = _prefill(graphdef, state, inputs, cache, sub, temperature, top_p)
+    stops = jnp.asarray(list(stop_ids) or [-1], jnp.int32)
+    done = jnp.isin(token, stops)
+    carry = (token, jnp.asarray(positions[:, -1] + 1), cache, key, done)
+    out, all_logits = [np.asarray(token)[:, None]], [np.asarray(logits)[:, None]]
+    for _ in range(n_chunks):
+        if bool(np.all(np.asarray(carry[4]))):
             break
-        key, sub = jax.random.split(key)
-        token, logits, cache = _decode(model, token, next_pos, cache, sub, temperature, top_p)
-        next_pos = next_pos + 1
-        tok = np.asarray(token)
-        out.append(jnp.asarray(np.where(done, pad_id, tok)))
-        all_logits.append(logits)
-        done |= np.isin(tok, stop_ids)
-    tokens = np.stack([np.asarray(x) for x in out], 1)
+        tok, pos, cache, key, done = carry
+        carry, toks, lg = _decode_chunk(graphdef, state, tok, pos, cache, key, done, stops, pad_id, chunk,
+                                        temperature, top_p)
+        out.append(np.asarray(toks))
+        if return_logits:
+            all_logits.append(np.asarray(lg))
+    tokens = np.concatenate(out, 1)[:, :max_new_tokens]
     if return_logits:
-        return tokens, np.stack([np.asarray(x) for x in all_logits], 1)
+        return tokens, np.concatenate(all_logits, 1)[:, :max_new_tokens]
     return tokens
 
 
