@@ -3,6 +3,7 @@
     python -m data_pipelines.inspect --config configs/stage1.py [--samples 20000]
     python -m data_pipelines.inspect --stage 2 [--data PREPARED]
     python -m data_pipelines.inspect --synthetic --decode 2      # demo mixture, packed + decoded
+    python -m data_pipelines.inspect --config configs/demo.py --png out/   # real processor, PNGs of packs
 
 A config's `data.mixture` ("stage1"/"stage2"/"stage3"/"synthetic") and `data.weights` (keys:
 datasets, groups or name prefixes; see `mixture.config_weights`) give the weights; `data.path`
@@ -91,6 +92,42 @@ def print_packed(batches: Iterator[Mapping[str, np.ndarray]],
                 print(f"  [{i}] {text[:max_chars]}")
 
 
+def crops_to_images(pixels: np.ndarray, patch: int) -> np.ndarray:
+    """Patchified crops [C, g*g, patch*patch*3] in [-1, 1] -> uint8 images [C, g*patch, g*patch, 3]."""
+    c, n, _ = pixels.shape
+    g = int(round(n ** 0.5))
+    im = pixels.reshape(c, g, g, patch, patch, 3).transpose(0, 1, 3, 2, 4, 5).reshape(c, g * patch, g * patch, 3)
+    return np.clip(np.round(im * 127.5 + 127.5), 0, 255).astype(np.uint8)
+
+
+def write_pack_pngs(batch: Mapping[str, np.ndarray], detokenize: Callable[[list[int]], str], patch: int,
+                    out_dir: str, prefix: str = "pack") -> list[str]:
+    """One PNG per packed row: each example's first crop (its global view) with the points of its text drawn."""
+    from PIL import Image
+
+    from molmo2_jax.processing.formats import parse_points
+    from molmo2_jax.visualize import draw_points, grid
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for row in range(len(batch["input_ids"])):
+        images = crops_to_images(batch["pixel_values"][row], patch)
+        crop_seg = batch["pixel_values_segment_ids"][row]
+        texts = decode_batch(batch, detokenize, row)
+        tiles = []
+        for seg, text in enumerate(texts, start=1):
+            first = np.flatnonzero(crop_seg == seg)
+            if not len(first):
+                continue
+            im = Image.fromarray(images[first[0]]).resize((160, 160), Image.NEAREST)
+            tiles.append(draw_points(im, parse_points(text, 160, 160), radius=4))
+        if tiles:
+            path = os.path.join(out_dir, f"{prefix}_row{row}.png")
+            grid(tiles, columns=4).save(path)
+            paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Molmo2 mixture statistics and decoded packs.")
     p.add_argument("--config", help="configs/<stage>.py with get_config()")
@@ -100,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=20_000, help="draws for realised shares")
     p.add_argument("--decode", type=int, default=0, metavar="N",
                    help="print N packed batches of synthetic data (byte-level stand-in encoder)")
+    p.add_argument("--png", metavar="DIR", help="with a tiny-model config: pack synthetic data with the real "
+                   "processor, print one batch as text and write PNGs of its crops with the points drawn")
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.config) if args.config else None
@@ -135,6 +174,17 @@ def main(argv: list[str] | None = None) -> int:
                                  pack_window=32))
         print_packed(it, enc.decode, args.decode)
         print(it.counters.metrics())
+    if args.png:
+        if cfg is None or _get(cfg, "model.name") != "tiny" or _get(cfg, "data.mixture") != "synthetic":
+            print("error: --png needs a synthetic tiny-model config, e.g. --config configs/demo.py", file=sys.stderr)
+            return 2
+        from molmo2_jax.data import make_processor, make_train_data, model_config_for
+        proc = make_processor(cfg, args.png)
+        model_cfg = model_config_for(cfg, proc)
+        batch = next(iter(make_train_data(cfg, proc, model_cfg)))
+        print_packed(iter([batch]), proc.tokenizer.decode, 1)
+        for path in write_pack_pngs(batch, proc.tokenizer.decode, model_cfg.vit.patch_size, args.png):
+            print(f"wrote {path}")
     return 0
 
 
