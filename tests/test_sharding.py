@@ -77,3 +77,40 @@ def test_one_step_on_8_fake_devices_equals_one_device():
     assert abs(out["loss1"] - out["loss8"]) <= 1e-5
     assert out["param_diff"] <= 1e-5
     assert "fsdp" in out["spec"]  # parameters really are FSDP-sharded
+
+
+RESTORE_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax, numpy as np
+    from flax import nnx
+    from molmo2_jax import model_config as mc
+    from molmo2_jax.checkpoints.orbax_io import load_params, save_params
+    from molmo2_jax.model import Molmo2
+    from molmo2_jax.sharding import create_sharded, make_mesh
+
+    path = sys.argv[1]
+    saved_mesh = make_mesh(1, 8, 1)
+    with jax.set_mesh(saved_mesh):
+        model = create_sharded(lambda: Molmo2(mc.tiny(), rngs=nnx.Rngs(3)), saved_mesh)
+    save_params(path, model)
+    restored = load_params(path, make_mesh(2, 2, 2))
+    a = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    b = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(restored, nnx.Param)))
+    same = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    k = restored.language_model.layers[0].mlp.up_proj.kernel[...]
+    print(json.dumps({"same": same, "mesh": dict(k.sharding.mesh.shape), "spec": str(k.sharding.spec)}))
+""")
+
+
+@pytest.mark.slow
+def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
+    """Saved FSDP-8, restored onto data 2 x fsdp 2 x sequence 2: same values, new layout."""
+    import json
+
+    run = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT, str(tmp_path / "ckpt")], cwd=ROOT,
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["same"] and out["mesh"] == {"data": 2, "fsdp": 2, "sequence": 2} and "fsdp" in out["spec"]
