@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG with the parsed points/tracks drawn")
+    p.add_argument("--out", help="PNG with the parsed points drawn (for --video: a strip of frames with tracks)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     import molmo2_jax
@@ -174,6 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     points = []
+    if args.video and not args.image:
+        from molmo2_jax.processing.formats import parse_tracks
+        from molmo2_jax.processing.video import load_video
+
+        video = load_video(args.video, processor.video.max_frames, processor.video.max_fps)
+        h, w = video.frames.shape[1:3]
+        points = parse_points(result["text"], w, h)
+        if args.out:
+            from molmo2_jax.visualize import draw_video_strip
+
+            tracks = parse_tracks(result["text"], w, h)
+            draw_video_strip(video.frames, video.timestamps, points, tracks).save(args.out)
     if args.image:
         from PIL import Image
 

@@ -32,3 +32,23 @@ def grid(images: Sequence[Image.Image], columns: int = 4, pad: int = 4) -> Image
     for i, im in enumerate(images):
         sheet.paste(im, (pad + (i % columns) * (w + pad), pad + (i // columns) * (h + pad)))
     return sheet
+
+
+def draw_video_strip(frames, timestamps, points: Sequence[dict], tracks: Sequence[dict], max_frames: int = 8,
+                     size: int = 192) -> Image.Image:
+    """A strip of up to `max_frames` sampled frames, each with the points/tracks whose time is that frame's."""
+    import numpy as np
+
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
+    tiles = []
+    for i in idx:
+        t = float(timestamps[i])
+        im = Image.fromarray(frames[i])
+        sx, sy = size / im.width, size / im.height
+        here = [p for p in points if p.get("group") is not None and abs(float(p["group"]) - t) < 1e-3]
+        for tr in tracks:
+            if abs(float(tr["time"]) - t) < 1e-3:
+                here += [{"x": x, "y": y, "id": k} for k, (x, y) in tr["points"].items()]
+        scaled = [dict(p, x=p["x"] * sx, y=p["y"] * sy) for p in here]
+        tiles.append(draw_points(im.resize((size, size)), scaled))
+    return grid(tiles, columns=min(4, len(tiles)))

@@ -42,7 +42,10 @@ def tiny_inference_dir(tmp_path_factory):
     sp = train_sentencepiece(["Point to the red circles.", "There are 3 blue squares."] * 50, str(d / "tokenizer"),
                              vocab_size=300)
     tok = SentencePieceTokenizer(sp)
-    proc = Molmo2Processor(tok, ImageConfig(base_size=56, patch_size=7, max_crops=2, overlap_margins=(1, 1)))
+    from molmo2_jax.processing.video import VideoConfig
+
+    proc = Molmo2Processor(tok, ImageConfig(base_size=56, patch_size=7, max_crops=2, overlap_margins=(1, 1)),
+                           VideoConfig(base_size=56, patch_size=7, max_frames=4))
     base = proc.token_ids.image_start
     import dataclasses
 

@@ -110,3 +110,26 @@ def test_generate_cli_reports_a_bad_image(tiny_inference_dir, tmp_path):
                           str(tiny_inference_dir / "model"), "--image", str(tmp_path / "bad.jpg"), "--prompt", "Hi"],
                          cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=600)
     assert run.returncode == 1 and "bad.jpg" in run.stderr
+
+
+def test_generate_cli_with_a_video_writes_a_frame_strip(tiny_inference_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from data_pipelines.media import encode_video
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frames = np.zeros((6, 32, 32, 3), np.uint8)
+    frames[:, 8:16, 8:16] = 255
+    (tmp_path / "clip.mp4").write_bytes(encode_video(frames, 2.0))
+    run = subprocess.run([sys.executable, "-m", "molmo2_jax.generate", "--checkpoint",
+                          str(tiny_inference_dir / "model"), "--video", str(tmp_path / "clip.mp4"), "--prompt",
+                          "Track the square.", "--max-new-tokens", "4", "--json", "--out", str(tmp_path / "strip.png")],
+                         cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "token_ids" in json.loads(run.stdout.strip().splitlines()[-1])
+    assert Image.open(tmp_path / "strip.png").size[0] > 32
