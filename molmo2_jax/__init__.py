@@ -1,9 +1,13 @@
 """molmo2-jax: the Molmo2 vision-language model and its training recipe in JAX / Flax NNX."""
 
+from molmo2_jax import generate  # a callable module: molmo2_jax.generate(model, processor, prompt, images=...)
 from molmo2_jax.model import Molmo2
 from molmo2_jax.model_config import Molmo2Config, get_config
+from molmo2_jax.processing.formats import parse_points, parse_tracks
+from molmo2_jax.processing.video import sample_frame_times
 
-__all__ = ["Molmo2", "Molmo2Config", "get_config", "load"]
+__all__ = ["Molmo2", "Molmo2Config", "generate", "get_config", "load", "parse_points", "parse_tracks",
+           "sample_frame_times"]
 
 
 def load(path: str, mesh=None, dtype=None):

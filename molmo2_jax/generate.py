@@ -9,6 +9,7 @@ import argparse
 import functools
 import json
 import sys
+import types
 from collections.abc import Sequence
 
 import jax
@@ -134,14 +135,11 @@ def generate(model: Molmo2, processor, prompt: str, images=None, videos=None, ma
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> dict:
     """Answer one prompt about images/videos: {"text", "token_ids"}."""
     batch = processor.chat(prompt, images=images, videos=videos)
-    tok = processor.tokenizer
-    stop = [i for i in (getattr(tok, "eos_id", None), processor.token_ids.eos if hasattr(processor.token_ids, "eos")
-                        else None) if i is not None]
-    tokens = generate_tokens(model, batch, max_new_tokens, stop_ids=stop, temperature=temperature, top_p=top_p,
-                             seed=seed, pad_id=stop[0] if stop else 0)[0].tolist()
-    if stop:
-        tokens = tokens[: next((i for i, x in enumerate(tokens) if x in stop), len(tokens))]
-    return {"text": tok.decode(tokens), "token_ids": tokens}
+    eos = processor.token_ids.eos
+    tokens = generate_tokens(model, batch, max_new_tokens, stop_ids=[eos], temperature=temperature, top_p=top_p,
+                             seed=seed, pad_id=eos)[0].tolist()
+    tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
+    return {"text": processor.tokenizer.decode(tokens), "token_ids": tokens}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,5 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class _CallableModule(types.ModuleType):
+    """Lets `molmo2_jax.generate(model, processor, prompt, ...)` call `generate` while the module stays a CLI."""
+
+    def __call__(self, *args, **kwargs):
+        return generate(*args, **kwargs)
+
+
 if __name__ == "__main__":
     sys.exit(main())
+else:
+    sys.modules[__name__].__class__ = _CallableModule

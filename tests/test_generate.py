@@ -133,3 +133,17 @@ def test_generate_cli_with_a_video_writes_a_frame_strip(tiny_inference_dir, tmp_
     assert run.returncode == 0, run.stderr[-3000:]
     assert "token_ids" in json.loads(run.stdout.strip().splitlines()[-1])
     assert Image.open(tmp_path / "strip.png").size[0] > 32
+
+
+def test_python_api_load_and_generate(tiny_inference_dir):
+    """The interfaces' Python surface: molmo2_jax.load, molmo2_jax.generate, the parsers."""
+    import molmo2_jax
+
+    model, processor = molmo2_jax.load(str(tiny_inference_dir / "model"))
+    image = np.zeros((40, 60, 3), np.uint8)
+    batch = processor.chat("Point to the red circles.", images=[image])
+    assert np.asarray(model(**{k: v for k, v in batch.items()})).shape[:2] == batch["input_ids"].shape
+    answer = molmo2_jax.generate(model, processor, "Point to the red circles.", images=[image], max_new_tokens=5)
+    assert isinstance(answer["text"], str) and len(answer["token_ids"]) <= 5
+    assert molmo2_jax.parse_points('<points coords="1 1 500 500">x</points>', 60, 40)[0]["x"] == 30
+    assert molmo2_jax.sample_frame_times(10.0, 128)[-1] == 10.0
