@@ -178,6 +178,7 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
 
     Output (S = seq_len; per MediaField C = max_crops, N = max_tokens, G = max_grids):
       token fields [S] (their dtype, padded), segment_ids [S] int32, positions [S] int32,
+      source_ids [S] int32 (the dataset index of each token's example, -1 = pad),
       <pixels> [C, patches, patch_dim], <pixels>_segment_ids [C] int32, <pooling> [N, window]
       int32, <grids> [G, grid_dim] int32, <per_grid> [G] int32 (0 pad), source_counts
       [num_sources] int32 (examples per dataset), skip_counts [num_sources, len(SKIP_REASONS)]
@@ -187,6 +188,7 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
     out = {k: np.full((s,), pad, dtype) for k, (dtype, pad) in spec.token_fields.items()}
     out["segment_ids"] = np.zeros((s,), np.int32)
     out["positions"] = np.zeros((s,), np.int32)
+    out["source_ids"] = np.full((s,), -1, np.int32)
     out["source_counts"] = np.zeros((num_sources,), np.int32)
     out["skip_counts"] = np.zeros((num_sources, len(SKIP_REASONS)), np.int32)
     t = 0
@@ -197,6 +199,7 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
         out["segment_ids"][t:t + n] = seg
         out["positions"][t:t + n] = ex["position_ids"] if "position_ids" in ex else np.arange(n)
         out["source_counts"][ex.get("source_index", 0)] += 1
+        out["source_ids"][t:t + n] = ex.get("source_index", 0)
         t += n
     for m in spec.media:
         patches = m.crop_shape[0]

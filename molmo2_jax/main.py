@@ -204,7 +204,9 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         iterator.set_state(data_state)
         print(f"resumed from step {start}", flush=True)
     start = start or 0
-    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps)
+    source_names = list(iterator.counters.names)
+    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names))
+    source_sums = np.zeros((2, len(source_names)))
     writer = MetricsWriter(workdir)
     flops_per_token = model_flops_per_token(model, config.seq_len)
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
@@ -215,6 +217,8 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         with jax.set_mesh(mesh):
             out = step_fn(model, optimizer, batch)
         tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
+        if "source_ce_sum" in out:
+            source_sums += np.stack([np.asarray(out["source_ce_sum"]), np.asarray(out["source_weight"])])
         if not bool(out["finite"]):
             skipped_total += 1
             consecutive = train.nonfinite_count(optimizer)
@@ -230,6 +234,8 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
                         **iterator.counters.metrics())
             if peak:
                 last["mfu"] = tokens * flops_per_token / dt / peak
+            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *source_sums) if w > 0})
+            source_sums[:] = 0
             writer.write(step, last)
             t0, tokens = time.time(), 0
         if step % config.checkpoint_every == 0 or step == config.total_steps:
@@ -278,7 +284,7 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-_MODEL_KEYS = ("input_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
                "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
                "video_token_pooling")
 

@@ -79,8 +79,12 @@ def next_token_targets(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.A
     return targets, jnp.pad(weights, ((0, 0), (0, 1)))
 
 
-def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0):
-    """sum(ce * w) / sum(w) over the batch's targets, plus optional z-loss; with accuracy."""
+def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
+                           num_sources: int = 0):
+    """sum(ce * w) / sum(w) over the batch's targets, plus optional z-loss; with accuracy.
+
+    With `num_sources` and per-token `source_ids`, also per-dataset sums of ce * w and of w (for per-dataset loss).
+    """
     targets, weights = next_token_targets(batch)
     logits = logits.astype(jnp.float32)
     valid = (targets >= 0) & (targets < logits.shape[-1])  # Molmo2's extra-vocab tokens are never targets
@@ -95,8 +99,13 @@ def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_
         loss = loss + z_loss * ((log_z ** 2) * weights).sum() / total_w
     mask = weights > 0
     correct = (jnp.argmax(logits, -1) == targets) & mask
-    return loss, {"ce": (ce * weights).sum() / total_w, "accuracy": correct.sum() / jnp.maximum(mask.sum(), 1),
-                  "loss_tokens": mask.sum()}
+    aux = {"ce": (ce * weights).sum() / total_w, "accuracy": correct.sum() / jnp.maximum(mask.sum(), 1),
+           "loss_tokens": mask.sum()}
+    if num_sources and "source_ids" in batch:
+        onehot = jax.nn.one_hot(batch["source_ids"], num_sources, dtype=jnp.float32)  # [B, T, D]; -1 -> zeros
+        aux["source_ce_sum"] = jnp.einsum("bt,btd->d", ce * weights, onehot)
+        aux["source_weight"] = jnp.einsum("bt,btd->d", weights, onehot)
+    return loss, aux
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -114,9 +123,9 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
-def loss_fn(model: Molmo2, batch, z_loss: float = 0.0):
+def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0):
     logits = model(**model_inputs(batch))
-    return weighted_cross_entropy(logits, batch, z_loss)
+    return weighted_cross_entropy(logits, batch, z_loss, num_sources)
 
 
 @dataclasses.dataclass
@@ -127,14 +136,14 @@ class TrainState:
     optimizer: nnx.Optimizer
 
 
-def make_train_step(z_loss: float = 0.0, accum_steps: int = 1):
+def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0):
     """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches."""
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_step(model: Molmo2, optimizer: nnx.Optimizer, batch):
         wrt = optimizer.wrt
         diff = nnx.DiffState(0, wrt)
-        grad_fn = nnx.value_and_grad(lambda m, b: loss_fn(m, b, z_loss), argnums=diff, has_aux=True)
+        grad_fn = nnx.value_and_grad(lambda m, b: loss_fn(m, b, z_loss, num_sources), argnums=diff, has_aux=True)
         if accum_steps == 1:
             (loss, aux), grads = grad_fn(model, batch)
         else:

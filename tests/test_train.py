@@ -116,3 +116,16 @@ def test_block_remat_gives_the_same_step():
         out = train.make_train_step()(model, opt, batch)
         outs.append((float(out["loss"]), float(out["grad_norm"])))
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5)
+
+
+def test_per_dataset_loss_sums_split_the_batch_loss():
+    rng = np.random.default_rng(5)
+    logits = jnp.asarray(rng.normal(size=(2, 6, 9)), jnp.float32)
+    batch = {"target_ids": jnp.asarray(rng.integers(0, 9, (2, 6))), "loss_weights": jnp.ones((2, 6)),
+             "source_ids": jnp.asarray([[0, 0, 0, 1, 1, -1], [1, 1, 1, 1, 0, 0]])}
+    loss, aux = train.weighted_cross_entropy(logits, batch, num_sources=2)
+    sums, weights = np.asarray(aux["source_ce_sum"]), np.asarray(aux["source_weight"])
+    np.testing.assert_array_equal(weights, [5, 6])  # the padded token (-1) belongs to no dataset
+    one = {k: v for k, v in batch.items() if k != "source_ids"}
+    one["loss_weights"] = (batch["source_ids"] == 0).astype(jnp.float32)
+    np.testing.assert_allclose(sums[0] / weights[0], float(train.weighted_cross_entropy(logits, one)[0]), rtol=1e-6)
