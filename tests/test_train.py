@@ -129,3 +129,33 @@ def test_per_dataset_loss_sums_split_the_batch_loss():
     one = {k: v for k, v in batch.items() if k != "source_ids"}
     one["loss_weights"] = (batch["source_ids"] == 0).astype(jnp.float32)
     np.testing.assert_allclose(sums[0] / weights[0], float(train.weighted_cross_entropy(logits, one)[0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("video_first", [False, True])
+def test_packs_mixing_image_and_video_examples_match_separate_forwards(our_molmo2, video_first):
+    """A pack holding an image example and a video example (either order) gives each example's own logits."""
+    from hf_reference import image_inputs, jax_logits, video_inputs
+
+    rng = np.random.default_rng(8)
+    img, vid = image_inputs(rng, hi_grid=(1, 2)), video_inputs(rng, n_frames=3)
+    want = {"img": jax_logits(our_molmo2, img), "vid": jax_logits(our_molmo2, vid)}
+    order = [("vid", vid), ("img", img)] if video_first else [("img", img), ("vid", vid)]
+    seg_of = {name: i + 1 for i, (name, _) in enumerate(order)}
+    lengths = {name: ex.arrays["input_ids"].shape[1] for name, ex in order}
+    batch = {
+        "input_ids": np.concatenate([ex.arrays["input_ids"] for _, ex in order], 1),
+        "mm_token_type_ids": np.concatenate([ex.arrays["mm_token_type_ids"] for _, ex in order], 1),
+        "segment_ids": np.concatenate([np.full((1, lengths[n]), seg_of[n]) for n, _ in order], 1),
+        "positions": np.concatenate([np.arange(lengths[n])[None] for n, _ in order], 1),
+        "pixel_values": img.arrays["pixel_values"][None],
+        "image_token_pooling": img.arrays["image_token_pooling"][None],
+        "pixel_values_segment_ids": np.full((1, len(img.arrays["pixel_values"])), seg_of["img"]),
+        "pixel_values_videos": vid.arrays["pixel_values_videos"][None],
+        "video_token_pooling": vid.arrays["video_token_pooling"][None],
+        "pixel_values_videos_segment_ids": np.full((1, len(vid.arrays["pixel_values_videos"])), seg_of["vid"]),
+    }
+    out = np.asarray(our_molmo2(**train.model_inputs(jax.tree.map(jnp.asarray, batch))))
+    start = 0
+    for name, _ in order:
+        np.testing.assert_allclose(out[:, start:start + lengths[name]], want[name], atol=1e-5)
+        start += lengths[name]
