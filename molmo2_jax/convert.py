@@ -14,12 +14,11 @@ import os
 import shutil
 import sys
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from molmo2_jax.checkpoints import hf
-from molmo2_jax.checkpoints.orbax_io import abstract_model, is_checkpoint, load_params, save_params
+from molmo2_jax.checkpoints.orbax_io import abstract_model, load_params, save_params
 from molmo2_jax.checkpoints.safetensors_io import SafetensorsDir, save_sharded
 from molmo2_jax.model import Molmo2
 from molmo2_jax.model_config import (ConnectorConfig, Molmo2Config, _feature_block, _special_ids,

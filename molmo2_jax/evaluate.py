@@ -178,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--out", help="output directory (default: CHECKPOINT/eval)")
     args = p.parse_args(argv)
-    from ml_collections import config_flags  # noqa: F401  (the config file format)
-
     import molmo2_jax
     from molmo2_jax.config_utils import load_config_file
 

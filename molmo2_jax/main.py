@@ -19,7 +19,7 @@ from molmo2_jax import train
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
 from molmo2_jax.model_config import get_config as get_model_config
-from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh, state_shardings
+from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, PNGs)")
