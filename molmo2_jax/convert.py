@@ -32,6 +32,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 _ROPE_BUFFERS = r"rotary_emb.*\.inv_freq$"
 
 
+def _siglip_unused(num_built: int) -> list[str]:
+    """Stored SigLIP tensors Molmo2 does not use: later blocks, the text tower, post-norm, pooling head."""
+    return [hf.unused_vit_blocks(num_built), r"^text_model\.", r"^logit_", r"post_layernorm", r"\.head\.",
+            r"position_ids"]
+
+
 def _read_json(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: pass a HuggingFace checkpoint directory with config.json")
@@ -78,8 +84,7 @@ def load_hf_siglip_vit(siglip_dir: str, num_layers: int | None = None, dtype=jnp
     hf.fill_params(nnx.state(model), hf.siglip_view(SafetensorsDir(siglip_dir)), prefixes,
                    renames=hf.SIGLIP_RENAMES,
                    transform=lambda p, a: hf.siglip_transform("vision_tower." + p, a, vit),
-                   ignore=[hf.unused_vit_blocks(vit.num_layers), r"^text_model\.", r"^logit_", r"post_layernorm",
-                           r"\.head\.", r"position_ids"])
+                   ignore=_siglip_unused(vit.num_layers))
     return model
 
 
@@ -123,8 +128,7 @@ def fresh_from_qwen3_siglip(qwen3_dir: str, siglip_dir: str, *, vit_layers=(-3, 
     hf.fill_params(state, hf.siglip_view(SafetensorsDir(siglip_dir)), hf.SIGLIP_PREFIXES,
                    renames=hf.SIGLIP_RENAMES, only="vision_tower.", mesh=mesh,
                    transform=lambda p, a: hf.siglip_transform(p, a, vit),
-                   ignore=[hf.unused_vit_blocks(vit.num_layers), r"^text_model\.", r"^logit_", r"post_layernorm",
-                           r"\.head\.", r"position_ids"])
+                   ignore=_siglip_unused(vit.num_layers))
     nnx.update(model, state)
     return model
 

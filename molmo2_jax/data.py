@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from molmo2_jax.model_config import Molmo2Config, _special_ids, get_config
+from molmo2_jax.model_config import Molmo2Config, get_config
 from molmo2_jax.processing.images import ImageConfig
 from molmo2_jax.processing.processor import Molmo2Processor
 from molmo2_jax.processing.tokenizer import Molmo2TokenIds, SentencePieceTokenizer, load_tokenizer, train_sentencepiece
@@ -52,15 +52,19 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
                            VideoConfig(max_frames=max(config.data.max_frames, 1)))
 
 
+def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
+    """A model config whose vocabulary ends where the tokenizer's Molmo2 tokens start, using their ids."""
+    text = dataclasses.replace(cfg.text, vocab_size=ids.image_start)
+    return cfg.replace(text=text, image_start_token_id=ids.image_start, image_end_token_id=ids.image_end,
+                       image_patch_id=ids.image_patch, image_col_token_id=ids.image_col,
+                       low_res_image_start_token_id=ids.low_res_image_start, image_low_token_id=ids.image_low_res,
+                       frame_start_token_id=ids.frame_start, frame_end_token_id=ids.frame_end)
+
+
 def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
     """The preset, with the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
     cfg = get_config(config.model.name)
-    if config.model.name != "tiny":
-        return cfg
-    ids: Molmo2TokenIds = processor.token_ids
-    vocab = ids.image_start
-    text = dataclasses.replace(cfg.text, vocab_size=vocab)
-    return cfg.replace(text=text, **_special_ids(vocab))
+    return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 
 def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):

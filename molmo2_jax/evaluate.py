@@ -18,7 +18,7 @@ import numpy as np
 
 from molmo2_jax.eval.pointing import PointTarget, pointing_counts, precision_recall_f1
 from molmo2_jax.eval.vqa import counting_accuracy, parse_count, vqa_accuracy
-from molmo2_jax.generate import generate_tokens
+from molmo2_jax.generate import generate
 from molmo2_jax.processing.formats import parse_points
 
 SCORED_TASKS = ("pointing", "counting", "vqa")
@@ -42,11 +42,8 @@ def _prompt(example) -> list[dict[str, Any]]:
 
 def answer(model, processor, example, max_new_tokens: int) -> str:
     """Greedy answer to the example's first question about its images."""
-    batch = processor.chat(_prompt(example), images=[_image(example)] if example.images else None)
-    eos = processor.token_ids.eos
-    tokens = generate_tokens(model, batch, max_new_tokens, stop_ids=[eos], pad_id=eos)[0].tolist()
-    tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
-    return processor.tokenizer.decode(tokens)
+    images = [_image(example)] if example.images else None
+    return generate(model, processor, _prompt(example), images=images, max_new_tokens=max_new_tokens)["text"]
 
 
 def target_boxes(example) -> list:

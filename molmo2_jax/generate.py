@@ -115,7 +115,8 @@ def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids
     stops = jnp.asarray(list(stop_ids) or [-1], jnp.int32)
     done = jnp.isin(token, stops)
     carry = (token, jnp.asarray(positions[:, -1] + 1), cache, key, done)
-    out, all_logits = [np.asarray(token)[:, None]], [np.asarray(logits)[:, None]]
+    out = [np.asarray(token)[:, None]]
+    all_logits = [np.asarray(logits)[:, None]] if return_logits else []
     for _ in range(n_chunks):
         if bool(np.all(np.asarray(carry[4]))):
             break
