@@ -108,7 +108,10 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
         raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
                          "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "
                          "--config.data.path=DIR")
-    weights = config_weights(config.data.mixture, dict(config.data.weights))
+    from data_pipelines.writer import prepared_datasets
+
+    # sizes of what was prepared (as `inspect` uses): sets without a registry size still get a share
+    weights = config_weights(config.data.mixture, dict(config.data.weights), sizes=prepared_datasets(config.data.path))
     return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, **kw)
 
 
