@@ -221,3 +221,112 @@ def stage1(hub: StandInHub) -> dict[str, Truth]:
     return {"pixmo_cap_with_transcripts": cap, **pixmo_points(hub),
             "pixmo_count_train": pixmo_count(hub), "cosyn_point": cosyn_point(hub),
             "tulu4_max_2304": tulu(hub)}
+
+
+# --- Molmo2 video sets -------------------------------------------------------------------------
+
+def frame_coded_video(n_frames: int, fps: float = 2.0, size: int = 16) -> bytes:
+    """An MP4 whose frame k is a flat colour with red = 3k: the frame shown at a time is readable."""
+    from data_pipelines.media import encode_video
+    frames = np.zeros((n_frames, size, size, 3), np.uint8)
+    for k in range(n_frames):
+        frames[k] = (min(3 * k, 255), 90, 160)
+    return encode_video(frames, fps)
+
+
+def frame_at(pixels: np.ndarray) -> int:
+    """Inverse of `frame_coded_video`: the frame index a decoded frame shows."""
+    return int(round(float(pixels[..., 0].mean()) / 3))
+
+
+_VP_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("video_source", pa.string()), ("clip_start", pa.float64()),
+    ("clip_end", pa.float64()), ("video_duration", pa.float64()), ("label", pa.string()),
+    ("question", pa.string()), ("count", pa.int64()), ("category", pa.string()),
+    ("two_fps_timestamps", pa.list_(pa.float64())),
+    ("points", pa.list_(pa.list_(pa.struct([("x", pa.float64()), ("y", pa.float64())])))),
+    ("annotator_unsure", pa.bool_())])
+
+
+def molmo2_video_point(hub: StandInHub) -> tuple[Truth, dict[str, bytes]]:
+    """allenai/Molmo2-VideoPoint: configs as directories (`object/`, `comparative_reference/`),
+    split train, generated videos in the repo (`generated_videos/<prefix>-2fps/<id>_2fps.mp4`),
+    the YouTube id -> URL mapping JSON at the root. Returns (truth, manual videos: path under
+    RAW -> bytes) - the YouTube video a user downloads by hand.
+
+    Truth.points[id] holds the annotated absolute timestamps per point group."""
+    t = Truth()
+    gen = frame_coded_video(20)             # 10 s generated video, used whole
+    long_video = frame_coded_video(84)      # 42 s file standing in for a 100 s video's clip
+    rows = {"object": [
+        {"video_id": "sora2/gen1", "video_source": "generated", "clip_start": None,
+         "clip_end": None, "video_duration": 10.0, "label": "ball", "question": "Point to the ball.",
+         "count": 2, "category": "object", "two_fps_timestamps": [1.5, 4.0],
+         "points": [[{"x": 25.0, "y": 50.0}], [{"x": 75.0, "y": 50.0}]], "annotator_unsure": False},
+        {"video_id": "yt_long", "video_source": "youtube", "clip_start": 30.0, "clip_end": 40.0,
+         "video_duration": 100.0, "label": "car", "question": "Point to the cars.", "count": 1,
+         "category": "object", "two_fps_timestamps": [33.5],
+         "points": [[{"x": 10.0, "y": 20.0}]], "annotator_unsure": False},
+        {"video_id": "yt_gone", "video_source": "youtube", "clip_start": 0.0, "clip_end": 5.0,
+         "video_duration": 5.0, "label": "dog", "question": "Point to the dog.", "count": 1,
+         "category": "object", "two_fps_timestamps": [1.0],
+         "points": [[{"x": 10.0, "y": 20.0}]], "annotator_unsure": False}],
+        "comparative_reference": [
+        {"video_id": "sora2/gen1", "video_source": "generated", "clip_start": None,
+         "clip_end": None, "video_duration": 10.0, "label": "bigger ball",
+         "question": "Point to the bigger ball.", "count": 1, "category": "comparative reference",
+         "two_fps_timestamps": [2.0], "points": [[{"x": 40.0, "y": 40.0}]],
+         "annotator_unsure": False}]}
+    t.ids = {"sora2/gen1_ball", "yt_long_car", "sora2/gen1_bigger ball"}
+    t.points = {"sora2/gen1_ball": [[(1.5,)], [(4.0,)]], "yt_long_car": [[(33.5,)]],
+                "sora2/gen1_bigger ball": [[(2.0,)]]}
+    t.skipped = {"missing_media": 1}
+    shards = {f"{cfg}/train-00000-of-00001.parquet": pa.Table.from_pylist(r, _VP_SCHEMA)
+              for cfg, r in rows.items()}
+    _repo(hub, "allenai/Molmo2-VideoPoint", shards, {
+        "generated_videos/sora2-2fps/gen1_2fps.mp4": gen,
+        "youtube_id_to_urls_mapping.json": json.dumps(
+            {"yt_long": {"youtube": "https://youtube.com/watch?v=yt_long"}}).encode()})
+    manual = {"video_datasets/youtube-cc/youtube-cc-temporal-2fps/yt_long_2fps.mp4": long_video}
+    return t, manual
+
+
+def molmo2_track_instruction(hub: StandInHub) -> tuple[dict[str, Truth], dict[str, bytes]]:
+    """allenai/molmo2-track-instruction: configs track / ground / single_point_track, each
+    `<config>/train-00000-of-00001.parquet`; clips built by hand as
+    `video_datasets/video_track/<Source>/videos/train/<clip>.mp4`. Truth.points[id] holds each
+    object's (time, x, y) in 0-1."""
+    def row(rid, clip, times_xy):
+        return {"id": rid, "video": f"{clip}_full", "clip": clip, "video_dataset": "mose",
+                "fps": 2, "sampling_fps": 2, "start_frame": 0, "end_frame": 19, "width": 200,
+                "height": 100, "expression": "the red car", "mask_id": ["1"],
+                "frame_trajectories": [{"frame": int(t * 2), "time": t, "points": [
+                    {"id": 1, "point": [x, y], "occluded": False},
+                    {"id": 9, "point": [1.0, 1.0], "occluded": False}]}  # 9: not in mask_id
+                    for t, x, y in times_xy]}
+    truths, shards = {}, {}
+    for task in ("track", "ground", "single_point_track"):
+        traj = [(0.5, 20.0, 10.0), (2.0, 100.0, 50.0), (4.5, 180.0, 90.0)]
+        rid = f"{task}_1"
+        shards[f"{task}/train-00000-of-00001.parquet"] = pa.Table.from_pylist(
+            [row(rid, "mose_clip1", traj)])
+        truths[f"molmo2_video_{task}"] = Truth(ids={rid}, points={rid: [
+            [(t, x / 200, y / 100) for t, x, y in traj]]})
+    _repo(hub, "allenai/molmo2-track-instruction", shards)
+    manual = {"video_datasets/video_track/MOSE/videos/train/mose_clip1.mp4": frame_coded_video(12)}
+    return truths, manual
+
+
+def molmo2_cap(hub: StandInHub) -> tuple[Truth, dict[str, bytes]]:
+    """allenai/Molmo2-Cap: splits train and val (`data/<split>-00000-of-00001.parquet`); videos
+    from YouTube by hand under video_datasets/youtube-cc/youtube-cc-*/<id>/<file>."""
+    cols = ("video_caption", "merged_caption", "video_frame_merged_caption")
+    train = [{"video_id": "capA", "annotation_score": 4, **{c: f"{c} of A" for c in cols}},
+             {"video_id": "capLow", "annotation_score": 2, **{c: f"{c} low" for c in cols}}]
+    val = [{"video_id": "capVal", "annotation_score": 5, **{c: f"{c} val" for c in cols}}]
+    _repo(hub, "allenai/Molmo2-Cap", {"data/train-00000-of-00001.parquet": pa.Table.from_pylist(train),
+                                      "data/val-00000-of-00001.parquet": pa.Table.from_pylist(val)})
+    t = Truth(ids={"capA"}, held_out_ids={"capVal"}, skipped={"filtered": 1})
+    video = frame_coded_video(4)
+    return t, {"video_datasets/youtube-cc/youtube-cc-kw/capA/capA.mp4": video,
+               "video_datasets/youtube-cc/youtube-cc-kw/capVal/capVal.mp4": video}
