@@ -318,6 +318,9 @@ def describe(specs: Sequence[registry.DatasetSpec]) -> str:
         lines.append(f"{s.name}: {reader}; {size}; {s.origin}; {media}")
         if s.media == "manual" or s.repo is None:
             lines.append(f"    by hand: {s.manual or s.notes or 'see the Molmo2 README'}")
+    missing = [s.name for s in specs if s.reader not in READERS]
+    if missing:
+        lines.append(f"WITHOUT A READER ({len(missing)}): {', '.join(missing)}")
     return "\n".join(lines)
 
 
