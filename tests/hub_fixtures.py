@@ -330,3 +330,40 @@ def molmo2_cap(hub: StandInHub) -> tuple[Truth, dict[str, bytes]]:
     video = frame_coded_video(4)
     return t, {"video_datasets/youtube-cc/youtube-cc-kw/capA/capA.mp4": video,
                "video_datasets/youtube-cc/youtube-cc-kw/capVal/capVal.mp4": video}
+
+
+# --- CoSyn QA -----------------------------------------------------------------------------------
+
+def cosyn_400k(hub: StandInHub) -> Truth:
+    """allenai/CoSyn-400K: configs as directories (`chart/`, `table/`), splits train/validation;
+    id, image {bytes, path}, qa_pairs {question, explanation, answer}. Truth for cosyn_chart_exp."""
+    qa = pa.struct([("question", pa.list_(pa.string())), ("explanation", pa.list_(pa.string())),
+                    ("answer", pa.list_(pa.string()))])
+    schema = pa.schema([("id", pa.string()),
+                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                        ("qa_pairs", qa)])
+    shards = {}
+    for cfg in ("chart", "table"):
+        for split in ("train", "validation"):
+            rows = [{"id": f"{cfg}_{split}_{i}", "image": {"bytes": marked_image(30, 20, [], seed=i),
+                                                           "path": None},
+                     "qa_pairs": {"question": [f"What is bar {i}?"], "explanation": ["It reads 4."],
+                                  "answer": ["4"]}} for i in range(2)]
+            shards[f"{cfg}/{split}-00000-of-00001.parquet"] = pa.Table.from_pylist(rows, schema)
+    _repo(hub, "allenai/CoSyn-400K", shards)
+    return Truth(ids={"chart_train_0", "chart_train_1"},
+                 held_out_ids={"chart_validation_0", "table_train_0"})
+
+
+def cosyn_multidoc(hub: StandInHub) -> Truth:
+    """allenai/Molmo2-SynMultiImageQA config `chart`: id, images [{bytes, path}], qa_pairs,
+    metadata {num_images}; a 6-page document is filtered (max 5)."""
+    rows = []
+    for i, n in enumerate((2, 6)):
+        rows.append({"id": f"doc{i}", "images": [{"bytes": marked_image(20, 20, [], seed=k),
+                                                  "path": None} for k in range(n)],
+                     "qa_pairs": {"question": ["Which page?"], "explanation": ["Page 2 says so."],
+                                  "answer": ["2"]}, "metadata": {"num_images": n}})
+    _repo(hub, "allenai/Molmo2-SynMultiImageQA",
+          {"chart/train-00000-of-00001.parquet": pa.Table.from_pylist(rows)})
+    return Truth(ids={"doc0"}, skipped={"filtered": 1})

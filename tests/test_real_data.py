@@ -118,3 +118,20 @@ def test_download_writer_inspect_and_5_tiny_steps_from_the_cli(hub, tmp_path):
     # every stage-1 dataset is in the training mixture with a share
     assert {k[len("data/examples/"):] for k in rows[-1] if k.startswith("data/examples/")} == \
         set(truth)
+
+
+def test_cosyn_qa_configs_and_splits_with_explanations(hub, tmp_path):
+    single, multi = hub_fixtures.cosyn_400k(hub), hub_fixtures.cosyn_multidoc(hub)
+    raw, prep = str(tmp_path / "raw"), str(tmp_path / "prep")
+    names = ["cosyn_chart_exp", "cosyn_multidoc_chart_exp"]
+    summary = download.download_datasets([registry.get(n) for n in names], raw, workers=2)
+    assert summary.ok == names
+    for name, t in zip(names, (single, multi)):
+        index = writer.prepare(name, raw, prep)
+        got = _prepared(prep, name)
+        assert set(got) == t.ids and index["skipped"] == t.skipped, name
+    ex = _prepared(prep, "cosyn_chart_exp")["chart_train_0"]
+    assert ex.conversations[0].messages[1].content == "It reads 4. Answer: 4"
+    assert ex.conversations[0].style == "cosyn_chart_exp"
+    assert media.load_image(ex.images[0]).shape == (20, 30, 3)
+    assert len(_prepared(prep, "cosyn_multidoc_chart_exp")["doc0"].images) == 2
