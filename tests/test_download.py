@@ -189,3 +189,16 @@ def test_refused_connections_cost_well_under_a_second_each(tmp_path):
                                            str(tmp_path), dl, workers=4)
     assert (ok, failed) == (0, {"connection_refused": 8})
     assert time.time() - t0 < 3.0  # one short retry each, not 15 s of backoff
+
+
+def test_a_stale_html_page_on_disk_is_refetched_and_a_good_image_is_not(server, tmp_path):
+    stale, good = f"{server}/img/stale", f"{server}/img/good"
+    for url, body in ((stale, b"<html>parked</html>"), (good, _png_for("/img/good"))):
+        path = tmp_path / pixmo_image_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    ok, failed = download.fetch_image_urls([(stale, None), (good, None)], str(tmp_path),
+                                           download.image_downloader(quiet=True), workers=2)
+    assert (ok, failed) == (2, {})
+    assert [p for p, _ in _Handler.requests] == ["/img/stale"]
+    assert download.verify_image(str(tmp_path / pixmo_image_path(stale))) is None
