@@ -42,8 +42,8 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
         vit = get_config("tiny").vit
-        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, max_crops=config.data.max_crops_per_image,
-                            overlap_margins=(1, 1))
+        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size,
+                            max_crops=config.data.max_crops_per_image, overlap_margins=(1, 1))
         video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
                             max_frames=max(config.data.max_frames, 1))
         return Molmo2Processor(tok, image, video)

@@ -176,8 +176,8 @@ def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int 
             micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
             loss, aux, grads = 0.0, None, None
             for i in range(accum_steps):
-                (l, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
-                loss = loss + l / accum_steps
+                (micro_loss, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
+                loss = loss + micro_loss / accum_steps
                 grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
                 aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
             grads = jax.tree.map(lambda g: g / accum_steps, grads)

@@ -54,8 +54,8 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
     want = {r["step"]: r["loss"] for r in _metrics(full) if "loss" in r}
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and not os.path.exists(killed / "checkpoints" / "8"):
         time.sleep(0.2)
