@@ -10,10 +10,10 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
                                    Track, VideoRef)
+from molmo2_jax.processing import formats
 
 
 def local_video(media_root: str | None, rel: str, start: float | None = None,
@@ -45,13 +45,12 @@ def read_molmo2_video_points(rows: Iterable[Row], *, media_root: str | None, sou
                                               f"{len(per_time)} point lists")
         points = [Points(row["label"], [(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts],
                          time=float(t)) for t, pts in zip(times, per_time)]
-        coords = targets.points_coords([(targets.format_time(p.time), p.xy) for p in points])
-        n = sum(len(p.xy) for p in points)
         question = row.get("question") or f"Point to and count the {row['label']}."
         video = local_video(media_root, os.path.join(video_dir, f"{row['video_id']}.mp4"),
                             row.get("clip_start"), row.get("clip_end"))
+        answer = formats.format_count([(p.time, p.xy) for p in points], row["label"])
         return Example(f"{row['video_id']}:{row['label']}", source, Task.VIDEO_POINTING,
-                       [_qa(question, targets.count_text(coords, row["label"], n), "point_count")],
+                       [_qa(question, answer, "point_count")],
                        video=video, points=[p for p in points if p.xy], count=count)
     return convert_rows(rows, convert, skipped)
 
@@ -86,9 +85,9 @@ def read_molmo2_track(rows: Iterable[Row], *, media_root: str | None, source: st
         if task == "ground":
             shown = [[pts[0], pts[-1]] if len(pts) > 1 else pts for pts in shown]
         elif task == "single_point_track":
-            start = targets.tracks_text([pts[:1] for pts in shown], row["expression"])
+            start = formats.format_tracks([pts[:1] for pts in shown], row["expression"])
             question = f"Track the {row['expression']} starting from {start}."
-        answer = targets.tracks_text(shown, row["expression"])
+        answer = formats.format_tracks(shown, row["expression"])
         video = local_video(media_root, os.path.join(video_dir, str(row["video"])))
         return Example(str(row["id"]), source, Task.TRACKING, [_qa(question, answer, task)],
                        video=video, tracks=tracks)
