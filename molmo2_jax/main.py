@@ -45,7 +45,8 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
 
 def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     lrs = {c: config.learning_rate[c] for c in train.COMPONENTS}
-    schedules = train.learning_rate_schedules(lrs, config.warmup_steps, config.total_steps, config.lr_final_fraction)
+    warmup = {c: dict(config.get("component_warmup_steps", {})).get(c, config.warmup_steps) for c in train.COMPONENTS}
+    schedules = train.learning_rate_schedules(lrs, warmup, config.total_steps, config.lr_final_fraction)
     tx = train.make_optimizer(schedules, weight_decay=config.weight_decay, clip=config.grad_clip,
                               max_consecutive_nonfinite=config.max_consecutive_nonfinite)
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
