@@ -38,5 +38,6 @@ def base_config() -> ml_collections.ConfigDict:
         "max_frames": 0,
         "window": 64,
         "num_workers": 0,
+        "max_consecutive_skips": 256,  # a dataset skipping this many records in a row stops the run
     })
     return c
