@@ -102,4 +102,4 @@ def test_two_processes_with_jax_distributed_train_together(tmp_path):
         assert p.returncode == 0, err[-3000:]
     rows = [r for r in _metrics(tmp_path) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]  # written once, by process 0
-    assert os.path.exists(tmp_path / "data_state" / "3" / "process_1.json")
+    assert os.path.exists(tmp_path / "checkpoints" / "3" / "data" / "process_1-of-2.json")  # one step dir holds all
