@@ -222,7 +222,11 @@ def test_molmo2_cap_and_video_capqa(tmp_path):
     assert skipped == {"filtered": 1}
     (qa,), _ = _read("molmo2_video_capqa", [
         {"video_id": "v", "Question": "What happens?", "Answer": "A dog runs",
-         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"}], tmp_path)
+         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"},
+        {"video_id": "v", "Question": "Where?", "Answer": "Park", "NegativeAnswers": ["Moon"],
+         "Category": "place"}], tmp_path)
+    assert len(qa.conversations) == 2 and qa.id == "molmo2_syn_qa_v"  # one tree per video
+    assert qa.conversations[0].style == "video_multiple_choice"
     prompt, answer = (m.content for m in qa.conversations[0].messages)
     letter = answer[0]
     assert f"{letter}. A dog runs" in prompt and answer == f"{letter}. A dog runs"
