@@ -280,3 +280,13 @@ def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, cap
     assert "tulu4_max_2304: 1 examples; skipped: malformed_record 1" in out.out
     assert "EMPTY (1 datasets" in out.err and "cosyn_point: 0 examples" in out.err
     assert "missing_media 1" in out.err and "malformed_record 1" in out.err
+
+
+def test_cosyn_point_accepts_both_point_list_storages(tmp_path):
+    base = {"image": {"bytes": _png(), "path": None}, "questions": ["q"], "names": ["t"]}
+    rows = [{**base, "id": "struct_of_lists", "answer_points": [{"x": [50.0], "y": [10.0]}]},
+            {**base, "id": "list_of_structs", "answer_points": [[{"x": 50.0, "y": 10.0}]]}]
+    for row in rows:
+        (tmp_path / row["id"]).mkdir()
+        (ex,), _ = _read("cosyn_point", [row], tmp_path / row["id"])
+        assert ex.points[0].xy == [(0.5, 0.1)], row["id"]

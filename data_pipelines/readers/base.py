@@ -177,6 +177,20 @@ def image_size(media_root: str | None, ref: ImageRef) -> tuple[int, int]:
         raise BadSample("undecodable_media", f"cannot read the size of {ref.path}: {e}")
 
 
+def xy_pairs(points: Any, what: str) -> list[tuple[float, float]]:
+    """(x, y) pairs from either storage of a point list: HF `Sequence({x, y})` (a struct of
+    lists `{x: [...], y: [...]}`, what `datasets` returns and molmo2 indexes as points['x']) or
+    `List({x, y})` (a list of `{x, y}` structs)."""
+    if points is None:
+        return []
+    if isinstance(points, Mapping):
+        xs, ys = list(points["x"] or []), list(points["y"] or [])
+        if len(xs) != len(ys):
+            raise BadSample("bad_annotation", f"{what}: {len(xs)} x but {len(ys)} y coordinates")
+        return [(float(x), float(y)) for x, y in zip(xs, ys)]
+    return [(float(p["x"]), float(p["y"])) for p in points]
+
+
 def clip01(v: float) -> float:
     """Molmo2 clips slightly out-of-range PixMo points (`clip_points=True`)."""
     return min(max(float(v), 0.0), 1.0)
