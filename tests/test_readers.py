@@ -290,3 +290,27 @@ def test_cosyn_point_accepts_both_point_list_storages(tmp_path):
         (tmp_path / row["id"]).mkdir()
         (ex,), _ = _read("cosyn_point", [row], tmp_path / row["id"])
         assert ex.points[0].xy == [(0.5, 0.1)], row["id"]
+
+
+def test_find_files_selects_split_and_config_and_skips_hub_cache(tmp_path):
+    from data_pipelines.readers.base import file_split, find_files
+    assert [file_split(p) for p in ("data/train-00000-of-00002.parquet", "val/part-0.parquet",
+                                    "test.jsonl", "data/CapQA-00000-of-00003.parquet",
+                                    "youtube_id_to_urls_mapping.json")] == \
+        ["train", "val", "test", "CapQA", None]
+    for rel in ("object/train-00000-of-00001.parquet", "object/validation-00000-of-00001.parquet",
+                "comparative_reference/train-00000-of-00001.parquet",
+                "animal/train-00000-of-00001.parquet", "youtube_id_to_urls_mapping.json",
+                ".cache/huggingface/download/object/train-00000-of-00001.parquet.metadata",
+                ".cache/huggingface/trees/abc.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    got = [os.path.relpath(f, tmp_path) for f in find_files(
+        str(tmp_path), split="train", configs=("object", "comparative reference"))]
+    assert got == ["comparative_reference/train-00000-of-00001.parquet",
+                   "object/train-00000-of-00001.parquet"]
+    assert len(find_files(str(tmp_path), split="validation")) == 1
+    assert find_files(str(tmp_path), ["*/train-*"], split="validation") == [
+        str(tmp_path / r) for r in ("animal/train-00000-of-00001.parquet",
+                                    "comparative_reference/train-00000-of-00001.parquet",
+                                    "object/train-00000-of-00001.parquet")]

@@ -60,7 +60,7 @@ def file_split(rel: str) -> str | None:
     parts = rel.replace(os.sep, "/").split("/")
     stem = parts[-1].split(".")[0]
     name = re.split(r"[-_]\d", stem, maxsplit=1)[0]  # "train-00000-of-00001" -> "train"
-    for cand in (name, *reversed(parts[:-1])):
+    for cand in (name, re.split(r"[-_.]", stem)[0], *reversed(parts[:-1])):
         if cand and not re.search(r"\d{5}", cand) and cand in KNOWN_SPLITS:
             return cand
     return None
