@@ -19,7 +19,7 @@ from molmo2_jax import train
 from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSignals
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
-from molmo2_jax.model_config import get_config as get_model_config
+from molmo2_jax.model_config import preset
 from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
@@ -35,7 +35,7 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
     path = config.init.checkpoint
     if not path:
-        cfg = cfg or get_model_config(config.model.name)
+        cfg = cfg or preset(config.model.name)
         return create_sharded(lambda: Molmo2(cfg, dtype=dtype, rngs=nnx.Rngs(config.seed), **kw), mesh)
     if is_checkpoint(path):
         return load_params(path, mesh, dtype, **kw)
@@ -259,12 +259,11 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
 def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
-    from molmo2_jax.data import save_processor
 
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")
-        save_processor(processor, path, tok if os.path.exists(tok) else None)
+        processor.save(path, tok if os.path.exists(tok) else None)
 
 
 def global_batch_array(local: np.ndarray, mesh) -> jax.Array:

@@ -97,9 +97,14 @@ class Molmo2(nnx.Module):
     def __call__(self, input_ids: jax.Array, pixel_values=None, image_token_pooling=None,
                  pixel_values_videos=None, video_token_pooling=None, mm_token_type_ids=None,
                  attention_mask=None, position_ids=None, segment_ids=None, branch_ids=None,
-                 cache: KVCache | None = None,
-                 return_hidden: bool = False, **unused_hf_inputs):
-        """Logits [B, T, vocab] (and the updated cache when one is given)."""
+                 cache: KVCache | None = None, return_hidden: bool = False, *,
+                 image_grids=None, image_num_crops=None, video_grids=None):
+        """Logits [B, T, vocab] (and the updated cache when one is given).
+
+        `image_grids`, `image_num_crops` and `video_grids` are accepted because the processor (like
+        transformers') returns them; the layout they describe is already in the pooling tables. Any
+        other keyword is a TypeError, so a misspelt input cannot be silently dropped.
+        """
         pixels, pooling = merge_visual_inputs(pixel_values, image_token_pooling, pixel_values_videos,
                                               video_token_pooling)
         x = self.embed(input_ids, pixels, pooling)

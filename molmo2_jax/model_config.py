@@ -211,8 +211,8 @@ def molmo2_o_7b() -> Molmo2Config:
 PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b, "molmo2-o-7b": molmo2_o_7b}
 
 
-def get_config(name: str) -> Molmo2Config:
-    """Look a preset up by the name configs use (`model.name`)."""
+def preset(name: str) -> Molmo2Config:
+    """The model preset a config names (`model.name`: tiny, nano, molmo2-4b, molmo2-8b)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
