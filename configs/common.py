@@ -42,5 +42,6 @@ def base_config() -> ml_collections.ConfigDict:
         "window": 64,
         "num_workers": 0,
         "allow_missing": False,  # True: train without mixture datasets missing from data.path (logged + metrics)
+        "max_consecutive_skips": 256,  # a dataset skipping this many records in a row stops the run
     })
     return c

@@ -51,6 +51,20 @@ class DatasetSpec:
     licence: str = ODC_UNVERIFIED
     loss_weight: float | None = None     # flat per-token weight override (Molmo2 point/cap weight)
     notes: str = ""
+    split: str | None = "train"          # HF split read (file naming: <split>-00000-of-N.parquet)
+    configs: tuple[str, ...] = ()        # HF configs read (directories of the repo); () = all
+    data_files: tuple[str, ...] = ()     # explicit row-file globs; override split/configs
+    manual: str = ""                     # what the user must do by hand (printed by --list)
+
+    @property
+    def origin(self) -> str:
+        """Where the annotations come from, for humans (`download --list`)."""
+        if self.repo:
+            cfg = f" configs {', '.join(self.configs)}" if self.configs else ""
+            return f"hf:{self.repo}{cfg} split {self.split or 'any'}"
+        if self.urls:
+            return "http: " + ", ".join(f.path for f in self.urls)
+        return "original site (see manual steps)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +79,19 @@ class MixtureEntry:
 
 POINT_WEIGHT, CAP_WEIGHT = 0.2, 0.1
 _PIXMO_IMG = "images fetched from URLs into pixmo_images/<sha256(url)> by download.py"
+VIDEO_ROOT = "video_datasets"  # RAW/video_datasets = Molmo2's VIDEO_DATA_HOME layout
+_YT = ("download the YouTube videos by id (the repo's youtube_id_to_urls_mapping.json maps ids "
+       "to YouTube and public GCS URLs)")
+_VIDEO_POINT_MANUAL = (
+    _YT + ", re-encode to 2 fps and place them as RAW/video_datasets/youtube-cc/"
+    "youtube-cc-{exist,kw,temporal}-2fps/<video_id>_2fps.mp4; MammalNet clips (github.com/"
+    "Vision-CAIR/MammalNet) as RAW/video_datasets/MammalNet/trimmed_video-2fps/<video_id>_2fps.mp4;"
+    " generated videos come with the repo (generated_videos/)")
+_YT_CC = ("RAW/video_datasets/youtube-cc/youtube-cc-{exist,kw,temporal}/<video_id>/<file>.mp4")
+# academic MOT tracking repos allenai/molmo2-<set> -> Molmo2 VIDEO_HOME under video_track/
+_ACADEMIC_TRACK_DIRS = {"mevis": "MeViS", "ref_yt_vos": "Ref-YT-VOS", "ref_davis17": "Ref-DAVIS17",
+                        "burst": "TAO-Amodal", "lv_vis": "LV-VIS", "yt_vis": "YT-VIS",
+                        "vicas": "ViCaS", "revos": "ReVOS", "moca": "MoCA"}
 
 
 _IMAGE_QA = {  # name -> (HF repo of the annotations or None for a builder, media)
@@ -121,6 +148,10 @@ _TRACKING_SUBGROUPS = {  # subgroup -> (datasets, Molmo2 subgroup weight)
     "sot_from_bbox_dist_tail": ([f"{s}_sot_from_bbox" for s in _SOT_TAIL], 0.1),
 }
 
+VIDEO_POINT_CONFIGS = ("action_or_event", "animal", "anomaly", "comparative reference",
+                       "indirect reference", "object", "referring expression", "spatial reference")
+
+
 def _specs() -> list[DatasetSpec]:
     d = DatasetSpec
     img, multi, vid, txt = "image", "multi_image", "video", "text"
@@ -128,9 +159,10 @@ def _specs() -> list[DatasetSpec]:
         # --- PixMo (image URLs) ---
         d("pixmo_cap_with_transcripts", Task.CAPTION, img, "allenai/pixmo-cap", media="url",
           reader="pixmo_cap", reader_kwargs={"transcripts": True}, size=707_000, licence=ODC,
-          notes="caption + 1 random transcript as a message tree; size approximate; " + _PIXMO_IMG),
+          notes="caption + 1 random transcript as a message tree; size approximate (one example "
+          "per image, the card's ~707k rows, fewer after dead URLs); " + _PIXMO_IMG),
         d("pixmo_cap", Task.CAPTION, img, "allenai/pixmo-cap", media="url", reader="pixmo_cap",
-          size=707_000, licence=ODC, notes="size approximate; " + _PIXMO_IMG),
+          size=707_000, licence=ODC, notes="size approximate (~707k rows); " + _PIXMO_IMG),
         d("pixmo_points_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           reader="pixmo_points", reader_kwargs={"collection_method": "pointing"}, licence=ODC,
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=pointing (basic); the "
@@ -140,11 +172,15 @@ def _specs() -> list[DatasetSpec]:
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=counting (high_frequency)"),
         d("pixmo_count_train", Task.COUNTING, img, "allenai/pixmo-count", media="url",
           reader="pixmo_count", size=36_916, licence=ODC, loss_weight=POINT_WEIGHT,
-          notes="points in pixels: the reader needs the downloaded image for its size"),
+          notes="split train (card: train 36,916 / validation 540 / test 540; validation and "
+          "test are eval sets, never read here); points in pixels: the reader needs the "
+          "downloaded image for its size"),
         d("pixmo_ask_model_anything", Task.VQA, img, "allenai/pixmo-ask-model-anything",
-          media="url", reader="pixmo_qa", size=161_737, licence=ODC),
+          media="url", reader="pixmo_qa", licence=ODC,
+          notes="161,737 QA rows grouped into one example per image (count unknown)"),
         d("pixmo_cap_qa_as_user_qa", Task.VQA, img, "allenai/pixmo-cap-qa", media="url",
-          reader="pixmo_cap_qa", size=271_714, licence=ODC,
+          reader="pixmo_cap_qa", licence=ODC,
+          notes="271,714 rows grouped into one example per image (count unknown)",
           files=(FileSpec("data/train-00000-of-00001.parquet",
                           "0bdc1d3a636dd7c260ec99063a757441023a951924b2314eb13abbdf385a763e",
                           138_400_335),),
@@ -155,7 +191,9 @@ def _specs() -> list[DatasetSpec]:
         d("pixmo_multi_points", Task.MULTI_IMAGE, multi, "allenai/molmo2-pixmo-multi-points",
           media="url", loss_weight=POINT_WEIGHT, notes="reuses PixMo-Points images; 0-100"),
         d("cosyn_point", Task.POINTING, img, "allenai/CoSyn-point", reader="cosyn_point",
-          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT, notes="images embedded; 0-100"),
+          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT,
+          notes="split train (card: train 68,051 / validation 1,000); images embedded; "
+          "answer_points {x: [...], y: [...]} per question, 0-100 (Molmo2 CoSynPoint)"),
         # --- text ---
         d("tulu4_max_2304", Task.TEXT, txt, "allenai/molmo2-tulu4-classified", media="none",
           reader="tulu", reader_kwargs={"max_first_message_tokens": 2304}),
@@ -165,16 +203,21 @@ def _specs() -> list[DatasetSpec]:
           notes="paired with a random image/video/multi-image/none input (.25/.25/.15/.35)"),
         # --- demo video ---
         d("molmo2_human_qa", Task.VIDEO_QA, vid, "allenai/Molmo2-AskModelAnything",
-          media="manual", size=140_000, notes="split HumanQA; YouTube videos; size = QA pairs "
-          "(paper, 3rd-party)"),
+          media="manual", size=140_000, split="HumanQA", notes="YouTube videos; size = QA pairs "
+          "(paper, 3rd-party)", manual=_YT + ", placed as " + _YT_CC),
         d("vixmo3_top_level_captions_min_3", Task.VIDEO_CAPTION, vid, "allenai/Molmo2-Cap",
           media="manual", reader="molmo2_cap", reader_kwargs={"min_score": 3, "max_captions": 4},
-          loss_weight=CAP_WEIGHT, notes="104k videos / 431k clip captions (paper, 3rd-party)"),
+          loss_weight=CAP_WEIGHT, notes="split train only (val is held out); 104k videos / 431k "
+          "clip captions (paper, 3rd-party)",
+          manual=_YT + ", placed as " + _YT_CC + " (or youtube_temporal/batch_1, intern/batch_1, "
+          "kw_youtube/batch_1 /<video_id>.mp4, or the LLaVA-Video-178K subdirs, as Molmo2)"),
         # --- video pointing ---
         *[d(f"vixmo_points_minmax_{b}", Task.VIDEO_POINTING, vid, "allenai/Molmo2-VideoPoint",
             media="manual", reader="molmo2_video_points",
             reader_kwargs={"min_count": lo, "max_count": hi}, loss_weight=POINT_WEIGHT,
-            notes="8 configs; YouTube/MammalNet videos (manual), generated (hf)")
+            configs=VIDEO_POINT_CONFIGS, allow_patterns=(), manual=_VIDEO_POINT_MANUAL,
+            notes="8 configs, split train; clips <= 63 s (clip_start/clip_end); times are "
+            "clip-relative; YouTube/MammalNet videos manual, generated videos in the repo")
           for b, lo, hi in (("0_5", 0, 5), ("6_25", 6, 25), ("26_60", 26, 60))],
         d("academic_points_clip_63s_2fps", Task.VIDEO_POINTING, vid,
           "allenai/molmo2-academic-video-points", media="manual", loss_weight=POINT_WEIGHT,
@@ -196,8 +239,11 @@ def _specs() -> list[DatasetSpec]:
                        notes="images: TIGER-Lab/Mantis-Instruct zips"))
     # --- video academic (videos mostly manual) ---
     for name, repo in _VIDEO_QA_HF.items():
+        capqa = "capqa" in name
         specs.append(d(name, Task.VIDEO_QA, vid, repo, media="manual",
-                       reader="molmo2_video_capqa" if "capqa" in name else None,
+                       reader="molmo2_video_capqa" if capqa else None,
+                       split=("SubtitleQA" if "with_sub" in name else "CapQA") if capqa else "train",
+                       manual=(_YT + ", placed as " + _YT_CC) if capqa else "",
                        licence=ODC_UNVERIFIED if repo.startswith("allenai/") else THIRD_PARTY))
     for name in _VIDEO_QA_MANUAL:
         specs.append(d(name, Task.VIDEO_QA, vid, None, media="manual", licence=THIRD_PARTY,
@@ -206,16 +252,27 @@ def _specs() -> list[DatasetSpec]:
     for names, _ in _TRACKING_SUBGROUPS.values():
         for name in names:
             ds, task = next((name[:-len(t) - 1], t) for t in _TRACK_TASKS if name.endswith(t))
+            manual = ""
             if task == "sot_from_bbox":
-                repo, kw, pat = "allenai/molmo2-single-object-track", {}, (f"{ds}/*",)
+                repo, kw, pat, cfg = "allenai/molmo2-single-object-track", {}, (f"{ds}/*",), ()
+            elif ds == "molmo2_video":
+                repo, pat, cfg = "allenai/molmo2-track-instruction", (), (task,)
+                kw = {"task": task, "layout": "track_instruction"}
+                manual = ("build the clips with allenai/molmo2 Molmo2VideoTrack.download() (per "
+                          "source: frames -> mp4) into RAW/video_datasets/video_track/<Source>/"
+                          "videos/train/<clip>.mp4")
             else:
-                repo = ("allenai/molmo2-track-instruction" if ds == "molmo2_video"
-                        else f"allenai/molmo2-{ds.replace('_', '-')}")
-                kw, pat = {"task": task}, ()
+                repo, pat, cfg = f"allenai/molmo2-{ds.replace('_', '-')}", (), (task,)
+                vdir = _ACADEMIC_TRACK_DIRS.get(ds, ds)
+                kw = {"task": task, "video_dir": f"{VIDEO_ROOT}/video_track/{vdir}/train/videos"}
+                manual = (f"get the {vdir} videos from the original site and encode them as "
+                          f"RAW/{VIDEO_ROOT}/video_track/{vdir}/train/videos/<video>.mp4 "
+                          "(allenai/molmo2 academic_video_track_datasets.py)")
             if name not in {x.name for x in specs}:
                 specs.append(d(name, Task.TRACKING, vid, repo, media="manual", allow_patterns=pat,
                                reader="molmo2_track" if kw else None, reader_kwargs=kw,
-                               loss_weight=POINT_WEIGHT, notes="code name pattern inferred"))
+                               configs=cfg, manual=manual, loss_weight=POINT_WEIGHT,
+                               notes=f"config {task}, split train" if cfg else ""))
     return specs
 
 

@@ -14,7 +14,8 @@ import glob
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, MutableMapping
 
 import grain
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -22,10 +23,12 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from data_pipelines import readers, registry, synthetic
 from data_pipelines.schema import Example, serialize
 
+log = logging.getLogger(__name__)
+
 
 def write_examples(examples: Iterable[Example], root: str, name: str, split: str = "train",
                    examples_per_shard: int = 10_000, media_root: str | None = None,
-                   skipped: Mapping[str, int] | None = None) -> dict:
+                   skipped: MutableMapping[str, int] | None = None) -> dict:
     """Writes examples into shards of `examples_per_shard`; returns (and saves) the index."""
     out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
@@ -37,20 +40,28 @@ def write_examples(examples: Iterable[Example], root: str, name: str, split: str
             writer.close()
             shards[-1]["num_examples"] = n_in_shard
 
+    counts = skipped if skipped is not None else {}
     for ex in examples:
+        try:
+            record = serialize(ex)
+        except Exception as e:  # noqa: BLE001 - a bad example is counted, never fatal
+            counts["unserializable"] = counts.get("unserializable", 0) + 1
+            log.warning("%s: example %s not serializable (%s: %s)", name,
+                        getattr(ex, "id", "?"), type(e).__name__, e)
+            continue
         if writer is None or n_in_shard == examples_per_shard:
             close()
             fname = f"{split}-{len(shards):05d}.array_record"
             writer = ArrayRecordWriter(os.path.join(out_dir, fname), "group_size:1")
             shards.append({"file": fname})
             n_in_shard = 0
-        writer.write(serialize(ex))
+        writer.write(record)
         n_in_shard += 1
     close()
     index = {"dataset": name, "split": split, "shards": shards,
              "num_examples": sum(s["num_examples"] for s in shards),
              "media_root": os.path.abspath(media_root) if media_root else None,
-             "skipped": dict(skipped or {})}
+             "skipped": dict(counts)}
     with open(os.path.join(out_dir, f"{split}.json"), "w") as f:
         json.dump(index, f, indent=1)
     return index
@@ -93,7 +104,11 @@ def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) ->
     if spec.repo is None:
         raise ValueError(f"dataset {name!r} has no HF repo to read from; see its notes: "
                          f"{spec.notes}")
-    files = readers.find_files(os.path.join(raw, "hf", spec.repo), spec.allow_patterns)
+    files = readers.dataset_files(spec, raw)
+    if not files:
+        raise FileNotFoundError(f"no {spec.split or ''} data files of {spec.origin} under "
+                                f"{os.path.join(raw, 'hf', spec.repo)}; download it with "
+                                f"`python -m data_pipelines.download --only {name} --out {raw}`")
     counts: dict[str, int] = {}
     examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
                             **spec.reader_kwargs)
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--raw DIR is required with --dataset/--stage")
     if not names and args.synthetic is None:
         p.error("nothing to do: pass --dataset, --stage or --synthetic")
-    failed = 0
+    empty: dict[str, str] = {}
     for name, src in synthetic.synthetic_sources(args.synthetic or 0, args.seed).items():
         if args.synthetic:
             index = write_examples((src[i] for i in range(len(src))), args.out, name)
@@ -125,11 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             index = prepare(name, args.raw, args.out)
-            print(f"{name}: {index['num_examples']} examples, skipped {index['skipped']}")
-        except (ValueError, FileNotFoundError, KeyError) as e:
-            failed += 1
-            print(f"{name}: not prepared: {e}", file=sys.stderr)
-    return 1 if failed else 0
+        except Exception as e:  # noqa: BLE001 - one dataset never stops the others
+            empty[name] = f"not prepared: {type(e).__name__}: {e}"
+            print(f"{name}: {empty[name]}", file=sys.stderr)
+            continue
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(index["skipped"].items())) or "none"
+        print(f"{name}: {index['num_examples']} examples; skipped: {skipped}")
+        if index["num_examples"] == 0:
+            empty[name] = (f"0 examples (skipped: {skipped}); a `missing_media` count means the "
+                           "images/videos are not downloaded (see `download --list`)")
+    if empty:
+        print(f"EMPTY ({len(empty)} datasets; training would refuse them):", file=sys.stderr)
+        for name, why in empty.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+    return 1 if empty else 0
 
 
 if __name__ == "__main__":

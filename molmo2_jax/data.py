@@ -42,8 +42,8 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
         vit = get_config("tiny").vit
-        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, max_crops=config.data.max_crops_per_image,
-                            overlap_margins=(1, 1))
+        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size,
+                            max_crops=config.data.max_crops_per_image, overlap_margins=(1, 1))
         video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
                             max_frames=max(config.data.max_frames, 1))
         return Molmo2Processor(tok, image, video)
@@ -94,7 +94,8 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")
     kw = dict(seed=config.seed, process_index=process_index, process_count=process_count,
-              pack_window=config.data.window, num_workers=config.data.num_workers)
+              pack_window=config.data.window, num_workers=config.data.num_workers,
+              max_consecutive_skips=config.data.get("max_consecutive_skips", 256))
     local_batch = config.batch_size // process_count
     if config.data.mixture == "synthetic":
         from data_pipelines.synthetic import synthetic_sources

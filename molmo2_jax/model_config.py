@@ -294,7 +294,7 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
         raise ValueError("not a Molmo2 config: expected `vision_config` (or `vit_config`) and `text_config`")
     layers = ac.get("vision_feature_layer", ac.get("vit_layers", [24, 18]))
     vit_layers_in_ckpt = vc["num_hidden_layers"]
-    blocks = tuple(_feature_block(l, vit_layers_in_ckpt) for l in layers)
+    blocks = tuple(_feature_block(layer, vit_layers_in_ckpt) for layer in layers)
     vit = vit_config_from_hf(vc, num_layers=max(blocks) + 1)
     text = text_config_from_hf(tc)
     conn = ConnectorConfig(

@@ -175,9 +175,10 @@ class Qwen3Attention(nnx.Module):
     def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
         d, hd = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
-        self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
-        self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
-        self.v_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
+        bias = cfg.attention_bias
+        self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
+        self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
+        self.v_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
         self.o_proj = dense(cfg.num_heads * hd, d, ("q_heads", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
         per_head = cfg.qk_norm_type == "qwen3"
         self.q_norm = RMSNorm(hd if per_head else cfg.num_heads * hd, cfg.rms_norm_eps)
@@ -244,7 +245,8 @@ class Qwen3(nnx.Module):
         self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
-            self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=dtype, rngs=rngs)
+            self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False,
+                                 dtype=dtype, rngs=rngs)
 
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)

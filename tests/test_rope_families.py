@@ -1,6 +1,7 @@
 """Every released Molmo2 LLM family against transformers 5.23 (fp32): Qwen3-style pre-norm (tied / untied,
-RoPE theta 5e6 as in Molmo2-4B; tied Qwen3 in test_qwen3.py) and OLMo3-style post-norm with full-width QK-norm, MHA and YaRN on some layers
-(Molmo2-O-7B); plus the RoPE types transformers' rope utils compute, table for table."""
+RoPE theta 5e6 as in Molmo2-4B; tied Qwen3 in test_qwen3.py) and OLMo3-style post-norm with full-width
+QK-norm, MHA and YaRN on some layers (Molmo2-O-7B); plus the RoPE types transformers' rope utils compute,
+table for table."""
 
 import numpy as np
 import pytest

@@ -35,7 +35,15 @@ READERS = {
     "molmo2_video_capqa": read_molmo2_video_capqa,
 }
 
-__all__ = ["READERS", "find_files", "iter_rows", "pixmo_image_path", "read"]
+__all__ = ["READERS", "dataset_files", "find_files", "iter_rows", "pixmo_image_path", "read"]
+
+
+def dataset_files(spec: Any, raw: str) -> list[str]:
+    """The row files a registry entry reads from its downloaded HF snapshot: its `data_files`
+    globs, else its split and configs (never the hub client's `.cache/`, never other splits)."""
+    import os
+    return find_files(os.path.join(raw, "hf", spec.repo), spec.data_files, split=spec.split,
+                      configs=spec.configs)
 
 
 def read(reader: str, files: Sequence[str], *, media_root: str | None, source: str,
@@ -45,3 +53,8 @@ def read(reader: str, files: Sequence[str], *, media_root: str | None, source: s
         raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
     rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
     return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)
+
+# Evaluation benchmarks (data_pipelines/benchmarks.py), appended.
+from data_pipelines.readers.eval_sets import EVAL_READERS  # noqa: E402
+
+READERS.update(EVAL_READERS)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import BadSample, Conversation, Example, ImageRef, Message, Points, Task
+from molmo2_jax.processing import formats
 
 
 def read_cosyn_point(rows: Iterable[Row], *, media_root: str | None, source: str,
                      skipped: MutableMapping[str, int]) -> Iterator[Example]:
-    """Columns id, image {bytes, path}, questions [str], answer_points [[{x, y}]] (0-100),
-    names [str]: one image, one branch per question (Molmo2 `CoSynPoint`, style cosyn_point)."""
+    """Columns id, image {bytes, path}, questions [str], answer_points [{x: [..], y: [..]}]
+    (one struct of coordinate lists per question, 0-100), names [str]: one image, one branch
+    per question (Molmo2 `CoSynPoint`: `np.stack([points['x'], points['y']], -1)`,
+    point_scale=100, style cosyn_point)."""
     def convert(row: Row) -> Example:
         data = (row["image"] or {}).get("bytes")
         if not data:
@@ -24,9 +26,13 @@ def read_cosyn_point(rows: Iterable[Row], *, media_root: str | None, source: str
                                               f"{len(names)} names")
         convs, points = [], []
         for q, pts, name in zip(questions, answers, names):
-            xy = [(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts]
+            xs, ys = list(pts["x"]), list(pts["y"])
+            if len(xs) != len(ys):
+                raise BadSample("bad_annotation", f"CoSyn-point {row['id']}: {len(xs)} x but "
+                                                  f"{len(ys)} y coordinates")
+            xy = [(clip01(x / 100), clip01(y / 100)) for x, y in zip(xs, ys)]
             convs.append(Conversation([Message("user", q), Message(
-                "assistant", targets.image_points_text(xy, name))], "cosyn_point"))
+                "assistant", formats.format_points([(1, xy)], name))], "cosyn_point"))
             points.append(Points(name, xy))
         return Example(row["id"], source, Task.POINTING, convs, images=[ImageRef(data=data)],
                        points=points)
