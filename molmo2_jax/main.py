@@ -70,6 +70,7 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
 
     dtype = DTYPES[config.dtype]
     print(config)
+    print(__import__("configs.recipe").recipe.describe(config))  # resolved schedule + mixture (configs/recipe.py)
     print(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices")
 
     def make():
@@ -199,7 +200,9 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         print(f"resumed from step {start}", flush=True)
     start = start or 0
     source_names = list(iterator.counters.names)
-    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names))
+    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names),
+                                    (config.get("residual_dropout", 0.0), config.get("response_residual_dropout", 0.0)),
+                                    config.seed)
     source_sums = np.zeros((2, len(source_names)))
     writer = MetricsWriter(workdir, start)
     flops_per_token = model_flops_per_token(model, config.seq_len)
