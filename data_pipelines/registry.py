@@ -229,10 +229,17 @@ def _specs() -> list[DatasetSpec]:
                        notes="builder in m2:olmo/data/dataset_builders" if repo is None else ""))
     for cfg in _COSYN:
         specs.append(d(f"cosyn_{cfg}_exp", Task.VQA, img, "allenai/CoSyn-400K", licence=ODC,
-                       allow_patterns=(f"{cfg}/*",), notes="CoT style (explanation)"))
+                       allow_patterns=(f"{cfg}/*",), configs=(cfg,), reader="cosyn_qa",
+                       reader_kwargs={"doc_type": cfg},
+                       notes=f"config {cfg}, split train; CoT style: '<explanation> Answer: <a>'; "
+                       "images embedded"))
     for cfg in _COSYN_MULTIDOC:
         specs.append(d(f"cosyn_multidoc_{cfg}_exp", Task.MULTI_IMAGE, multi,
-                       "allenai/Molmo2-SynMultiImageQA", notes="<= 5 images"))
+                       "allenai/Molmo2-SynMultiImageQA", allow_patterns=(f"{cfg}/*",),
+                       configs=(cfg,), reader="cosyn_multidoc",
+                       reader_kwargs={"doc_type": cfg, "max_images": 5},
+                       notes=f"config {cfg}, split train; documents with <= 5 images "
+                       "(metadata.num_images); images embedded"))
     for cfg in _MANTIS:
         specs.append(d(f"mantis_instruct_{cfg}_multi_only", Task.MULTI_IMAGE, multi,
                        f"allenai/molmo2-mantis-instruct-{cfg}", media="url", licence=THIRD_PARTY,
