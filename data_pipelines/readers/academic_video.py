@@ -26,34 +26,14 @@ from typing import Any
 from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows, keep_good
 from data_pipelines.readers.qa import QA_KEYS, QaSpec, field, matches, qa_conversations, qa_items
+from data_pipelines.readers.video import VIDEO_ROOT, first_existing, youtube_cc_candidates
 from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
                                    VideoRef)
 
 
 def find_video(media_root: str | None, rel: str, exts: Sequence[str] = ()) -> str:
     """`rel` (or `rel + ext` for the first ext that exists); BadSample if none is local."""
-    candidates = [rel + e for e in exts] if exts else [rel]
-    if media_root is None:
-        return candidates[0]
-    for c in candidates:
-        if os.path.exists(os.path.join(media_root, c)):
-            return c
-    raise BadSample("missing_media", f"video {candidates[0]} not under {media_root} (manual "
-                                     "download: see `python -m data_pipelines.download --list`)")
-
-
-def find_video_in(media_root: str | None, dirs: Sequence[str], video_id: str) -> str:
-    """Molmo2 `_find_video_by_id`: the file inside `<dir>/<video_id>/` of the first dir."""
-    if media_root is None:
-        return os.path.join(dirs[0], video_id)
-    for d in dirs:
-        folder = os.path.join(media_root, d, video_id)
-        if os.path.isdir(folder):
-            files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
-            if files:
-                return os.path.join(d, video_id, files[0])
-    raise BadSample("missing_media", f"no video for {video_id} under {list(dirs)} in "
-                                     f"{media_root} (manual download)")
+    return first_existing(media_root, [rel + e for e in exts] if exts else [rel], "video")
 
 
 def _seconds(v: Any) -> float:
@@ -97,8 +77,13 @@ def funqa_row(row: Row) -> dict[str, Any]:
     return {**row, "kind": FUNQA_DIRS[row["task"][0]]}
 
 
+def paxion_row(row: Row) -> dict[str, Any]:
+    """Paxion SSv2 antonyms: the third option is always "Not sure"."""
+    return {**row, "_not_sure": "Not sure"}
+
+
 ROW_PARSERS = {"charades_sta": charades_row, "clevrer": clevrer_row, "how2qa": how2qa_row,
-               "funqa": funqa_row}
+               "funqa": funqa_row, "paxion": paxion_row}
 
 
 def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -112,7 +97,7 @@ def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
 def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   skipped: MutableMapping[str, int], video: str = "video",
                   video_template: str | None = None, video_dir: str = "",
-                  video_exts: Sequence[str] = (), video_dirs: Sequence[str] = (),
+                  video_exts: Sequence[str] = (), youtube_cc: bool = False,
                   qa_list: str | list[str] | None = None, turns: str | None = None,
                   start: str | None = None, end: str | None = None, ts: str | None = None,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
@@ -123,9 +108,9 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
 
     video / video_template: column with the file name, or a `str.format` template over the row
-    (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; video_dirs: search
-    `<dir>/<id>/` (human QA); qa_list / turns: column of QA dicts / of alternating
-    {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
+    (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; youtube_cc: the
+    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA); qa_list / turns:
+    column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
     (`"s-e"`): the clip; subtitle: a text column prefixed to each question; where / where_not:
     {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
     derived column; header_row: the first row is a list of column names and the rest lists
@@ -138,8 +123,9 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     spec = QaSpec.of(qa)
 
     def path(row: Row) -> str:
-        if video_dirs:
-            return find_video_in(media_root, video_dirs, str(field(row, video)))
+        if youtube_cc:
+            vid = str(field(row, video))
+            return first_existing(media_root, youtube_cc_candidates(media_root, vid), vid)
         name = video_template.format(**row) if video_template else str(field(row, video))
         return find_video(media_root, os.path.join(video_dir, name), video_exts)
 
@@ -276,9 +262,9 @@ ACADEMIC_POINT_VIDEO_ROOTS = {   # m2:academic_video_datasets.py::_ACADEMIC_POIN
 }
 
 
-def academic_point_video(row: Row, split: str) -> str:
+def academic_point_video(row: Row, split: str, video_dir: str = VIDEO_ROOT) -> str:
     """Molmo2 `_make_video_path`: where an academic-video-points row's 2 fps video lives."""
-    root = ACADEMIC_POINT_VIDEO_ROOTS[row["subset"]].format(split=split)
+    root = os.path.join(video_dir, ACADEMIC_POINT_VIDEO_ROOTS[row["subset"]].format(split=split))
     if row["subset"] == "burst":
         return os.path.join(root, row.get("dataset") or "", f"{row['video_name']}.mp4")
     if row["subset"] in ("refdavis17", "mevis", "refyoutube"):
@@ -288,8 +274,8 @@ def academic_point_video(row: Row, split: str) -> str:
 
 def read_academic_video_points(rows: Iterable[Row], *, media_root: str | None, source: str,
                                skipped: MutableMapping[str, int], split: str = "train",
-                               max_points: int = 60, max_seconds: float = 63, fps: float = 2
-                               ) -> Iterator[Example]:
+                               max_points: int = 60, max_seconds: float = 63, fps: float = 2,
+                               video_dir: str = VIDEO_ROOT) -> Iterator[Example]:
     """allenai/molmo2-academic-video-points (subset, video_name, dataset, category, count,
     timestamps, points [[{x, y}]] 0-100 per timestamp, video_duration, clip_start_time,
     clip_end_time): Molmo2 `AcademicVideoPoint(use_clips_from_metadata=True, max_points=60)`.
@@ -318,7 +304,7 @@ def read_academic_video_points(rows: Iterable[Row], *, media_root: str | None, s
         if n != count:
             raise BadSample("bad_annotation", f"{row['video_name']}: count {count}, {n} points")
         coords = targets.points_coords([(targets.format_time(p.time), p.xy) for p in points])
-        rel = find_video(media_root, academic_point_video(row, split))
+        rel = find_video(media_root, academic_point_video(row, split, video_dir))
         question = f"Point to and count the {label} in the video."
         return Example(f"{rel}_{label}@{c0}", source, Task.VIDEO_POINTING,
                        [Conversation([Message("user", question),
