@@ -28,10 +28,18 @@ _VG = ("; Visual Genome: https://cs.stanford.edu/people/rak248/VG_100K_2/images.
        "images2.zip into RAW/images/vg/")
 
 
+def _fetch_only_read_files(repo: str | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot only the files the reader reads (a repo's other configs / splits stay remote)."""
+    if repo and spec.get("data_files") and "allow_patterns" not in spec:
+        spec["allow_patterns"] = spec["data_files"]
+    return spec
+
+
 def _img(repo: str | None, kw: dict[str, Any], *, reader: str = "image_qa", **spec: Any
          ) -> dict[str, Any]:
-    return {"task": Task.VQA, "modality": "image", "repo": repo, "reader": reader,
-            "reader_kwargs": kw, "licence": TP, **spec}
+    return _fetch_only_read_files(repo, {"task": Task.VQA, "modality": "image", "repo": repo,
+                                         "reader": reader, "reader_kwargs": kw, "licence": TP,
+                                         **spec})
 
 
 def _ai2_messages(style: str, **kw: Any) -> dict[str, Any]:
@@ -156,8 +164,9 @@ for _c in ("llava_665k_multi", "nlvr2", "spot-the-diff"):
 
 def _vid(repo: str | None, kw: dict[str, Any], *, reader: str = "video_qa", **spec: Any
          ) -> dict[str, Any]:
-    return {"task": Task.VIDEO_QA, "modality": "video", "repo": repo, "reader": reader,
-            "reader_kwargs": kw, "media": "manual", "licence": TP, **spec}
+    return _fetch_only_read_files(repo, {"task": Task.VIDEO_QA, "modality": "video",
+                                         "repo": repo, "reader": reader, "reader_kwargs": kw,
+                                         "media": "manual", "licence": TP, **spec})
 
 
 _LLAVA = "lmms-lab/LLaVA-Video-178K"
@@ -169,26 +178,36 @@ _LLAVA_OE = ("0_30_s_activitynetqa", "0_30_s_nextqa", "30_60_s_activitynetqa", "
 _LLAVA_MANUAL = ("extract every *.tar.gz of the downloaded subset folders in place (RAW/hf/"
                  f"{_LLAVA}/<subset>/), so <data_source>/<video> exists under RAW/hf/{_LLAVA}")
 _TEMPLATE = "What action is being performed?"  # first of Molmo2's label question templates
-_ORIG = "get the annotations and videos from the original site and place them as "
+
+
+def _segments(home: str, annotations: str, label: str, json_name: str, what: str
+              ) -> dict[str, Any]:
+    """COIN / YouCook2: a `database` JSON of training videos with labelled segments."""
+    return _vid(None, {"segments": annotations, "label": label, "subset": "train",
+                       "video_template": "{video}", "video_dir": f"{V}/{home}/videos",
+                       "video_exts": [".mkv", ".mp4", ".webm"],
+                       "table": {"record_path": "database"}},
+                reader="video_segments", data_files=(f"{V}/{home}/{json_name}",),
+                manual=f"{what} into RAW/{V}/{home}/ (videos/<id>.<ext>)")
+
+
+def _llava(kind: str, subsets: tuple[str, ...], style: str) -> dict[str, Any]:
+    """LLaVAVideoAcademic(answer_type): the `*mc*` / `*oe*` json of each academic subset."""
+    return _vid(_LLAVA, {"video_template": "{data_source}/{video}", "video_dir": _LLAVA_DIR,
+                         "turns": "conversations", "style": style},
+                data_files=tuple(f"{s}/*{kind}*.json" for s in subsets),
+                allow_patterns=tuple(f"{s}/*" for s in subsets), media="hf",
+                manual=_LLAVA_MANUAL, notes=f"LLaVAVideoAcademic({kind}); Molmo2 reads only the "
+                                            "first json per subset")
 
 VIDEO_SPECS: dict[str, dict[str, Any]] = {
-    "llava_video_mc_academic": _vid(
-        _LLAVA, {"video_template": "{data_source}/{video}", "video_dir": _LLAVA_DIR,
-                 "turns": "conversations", "style": MC},
-        data_files=tuple(f"{s}/*mc*.json" for s in _LLAVA_MC),
-        allow_patterns=tuple(f"{s}/*" for s in _LLAVA_MC), media="hf", manual=_LLAVA_MANUAL,
-        notes="LLaVAVideoAcademic(multi_choice); Molmo2 reads only the first json per subset"),
-    "llava_video_oe_academic": _vid(
-        _LLAVA, {"video_template": "{data_source}/{video}", "video_dir": _LLAVA_DIR,
-                 "turns": "conversations", "style": OE},
-        data_files=tuple(f"{s}/*oe*.json" for s in _LLAVA_OE),
-        allow_patterns=tuple(f"{s}/*" for s in _LLAVA_OE), media="hf", manual=_LLAVA_MANUAL,
-        notes="LLaVAVideoAcademic(open_ended)"),
-    "funqa": _vid("fesvhtr/FunQA", {"parse": "funqa",
-                                    "video_template": "train_{kind}/{visual_input}",
-                                    "video_dir": "hf/fesvhtr/FunQA/train",
-                         "where": {"task": ["H1", "C1", "M1", "C4", "C5"]},
-                         "question": "instruction", "answer": "output", "style": OE},
+    "llava_video_mc_academic": _llava("mc", _LLAVA_MC, MC),
+    "llava_video_oe_academic": _llava("oe", _LLAVA_OE, OE),
+    "funqa": _vid("fesvhtr/FunQA",
+                  {"parse": "funqa", "video_template": "train_{kind}/{visual_input}",
+                   "video_dir": "hf/fesvhtr/FunQA/train",
+                   "where": {"task": ["H1", "C1", "M1", "C4", "C5"]},
+                   "question": "instruction", "answer": "output", "style": OE},
                   data_files=("FunQA_train.json",), allow_patterns=("FunQA_train.json", "train*"),
                   manual="unzip the downloaded train.zip in place, so RAW/hf/fesvhtr/FunQA/train/"
                          "train_{humor,creative,magic}/ hold the videos",
@@ -366,18 +385,11 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
         manual=f"charades_sta_train.txt and Charades_v1 videos into RAW/{V}/Charades/",
         notes="label questions on each clip (the clip-caption task); start/end grounding "
               "tasks of task='all' not generated"),
-    "coin_all_qa": _vid(
-        None, {"segments": "annotation", "label": "label", "subset": "train",
-               "video_template": "{video}", "video_dir": f"{V}/coin/videos",
-               "video_exts": [".mkv", ".mp4", ".webm"], "table": {"record_path": "database"}},
-        reader="video_segments", data_files=(f"{V}/coin/COIN.json",),
-        manual=f"COIN.json and videos (github.com/coin-dataset/annotations) into RAW/{V}/coin/"),
-    "youcook2_all_qa": _vid(
-        None, {"segments": "annotations", "label": "sentence", "subset": "train",
-               "video_template": "{video}", "video_dir": f"{V}/youcook2/videos",
-               "video_exts": [".mkv", ".mp4", ".webm"], "table": {"record_path": "database"}},
-        reader="video_segments", data_files=(f"{V}/youcook2/youcookii_annotations_trainval.json",),
-        manual=f"YouCook2 annotations json and videos into RAW/{V}/youcook2/"),
+    "coin_all_qa": _segments("coin", "annotation", "label", "COIN.json",
+                             "COIN.json and videos (github.com/coin-dataset/annotations)"),
+    "youcook2_all_qa": _segments("youcook2", "annotations", "sentence",
+                                 "youcookii_annotations_trainval.json",
+                                 "YouCook2 annotations json and videos"),
     "activitynet_all_qa": _vid(
         None, {"segments": "annotations", "label": "label",
                "video_dir": f"{V}/ActivityNet/all-videos", "table": {"record_path": "database"}},
@@ -443,7 +455,7 @@ def sot_spec(prefix: str) -> dict[str, Any]:
                 "notes": "Molmo2 burst_single_point_track (config single_point_track)"}
     config, vdir, src = SOT_SOURCES[prefix]
     return {"repo": "allenai/molmo2-single-object-track", "data_files": (f"{config}/train-*",),
-            "allow_patterns": (f"{config}/*",),
+            "allow_patterns": (f"{config}/train-*",),
             "reader_kwargs": {"task": "single_point_track",
                               "video_dir": f"{V}/video_track/{vdir}"},
             "manual": f"download {src}, encode each sequence's frames to mp4 at the row's fps as "

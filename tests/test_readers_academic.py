@@ -491,3 +491,51 @@ def test_iter_table_parses_csv_txt_and_keyed_json(tmp_path):
     (tmp_path / "t.txt").write_text("one\n\ntwo\n")
     assert [r["line"] for r in iter_table(str(tmp_path / "t.txt"))] == ["one", "two"]
     assert os.path.exists(tmp_path / "k.json")
+
+
+# --- end to end through the real hub client --------------------------------------------------
+
+def _parquet_bytes(rows):
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    return buf.getvalue()
+
+
+def test_academic_image_and_video_sets_download_prepare_and_decode_via_the_hub(hub, tmp_path):
+    from data_pipelines import download, writer
+    from data_pipelines.schema import deserialize
+
+    chart = [{"image": {"bytes": _png(30, 10, v), "path": None}, "query": f"Value {v}?",
+              "label": [str(v)], "human_or_machine": v % 2} for v in (10, 11, 12)]
+    hub.datasets["HuggingFaceM4/ChartQA"] = {
+        "data/train-00000-of-00001.parquet": _parquet_bytes(chart),
+        "data/val-00000-of-00001.parquet": _parquet_bytes(chart[:1]),
+        "data/test-00000-of-00001.parquet": _parquet_bytes(chart[:1]), "README.md": b"# card"}
+    cam = [{"video_path": "c1.mp4", "mc_qa_list": [
+                {"Question": "Does the camera zoom in?", "Answer": "No",
+                 "NegativeAnswers": ["Yes", "Unclear"]}]},
+           {"video_path": "absent.mp4", "mc_qa_list": [
+                {"Question": "Pan?", "Answer": "Yes", "NegativeAnswers": ["No"]}]}]
+    hub.datasets["allenai/Molmo2-CameraBenchTrain"] = {
+        "camerabench_qa.parquet": _parquet_bytes(cam), "other_split.parquet": b"never fetched"}
+    raw, prep = tmp_path / "raw", tmp_path / "prep"
+    specs = [registry.get("chart_qa_weighted"), registry.get("camerabench_qa")]
+    summary = download.download_datasets(specs, str(raw), workers=2, images=False)
+    assert summary.ok == ["chart_qa_weighted", "camerabench_qa"] and not summary.failed
+    assert "camerabench_qa" in summary.manual                    # its videos are manual
+    assert "/datasets/allenai/Molmo2-CameraBenchTrain/resolve/" + \
+        "0123456789abcdef0123456789abcdef01234567/other_split.parquet" not in hub.fetched("/datasets/")
+    _touch(raw, f"{V}/CameraBench/train/c1.mp4")                 # the user's manual step
+
+    for name, n in (("chart_qa_weighted", 3), ("camerabench_qa", 1)):
+        index = writer.prepare(name, str(raw), str(prep))
+        assert index["num_examples"] == n
+    chart_out = [deserialize(r) for r in writer.open_source(str(prep), "chart_qa_weighted")]
+    assert [(_qa(e.conversations[0]), e.meta["example_weight"] > 1) for e in chart_out] == [
+        (("Value 10?", "10"), True), (("Value 11?", "11"), False), (("Value 12?", "12"), True)]
+    assert Image.open(io.BytesIO(chart_out[1].images[0].data)).getpixel((0, 0)) == (11, 11, 11)
+    (cam_ex,) = [deserialize(r) for r in writer.open_source(str(prep), "camerabench_qa")]
+    prompt, answer = _qa(cam_ex.conversations[0])
+    assert prompt.startswith("Does the camera zoom in?" + MC_INSTRUCTION) and answer[3:] == "No"
+    assert cam_ex.video.path == f"{V}/CameraBench/train/c1.mp4"
+    assert writer.load_index(str(prep), "camerabench_qa")["skipped"] == {"missing_media": 1}
