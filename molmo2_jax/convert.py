@@ -93,12 +93,13 @@ def _siglip_vision_config(siglip_dir: str) -> dict:
     return raw.get("vision_config", raw)
 
 
-def fresh_config(qwen3_dir: str, siglip_dir: str, vit_layers=(-3, -9), additional_vocab_size: int = 128) -> Molmo2Config:
+def fresh_config(qwen3_dir: str, siglip_dir: str, vit_layers=(-3, -9),
+                 additional_vocab_size: int = 128) -> Molmo2Config:
     """nanoMolmo2 (or 4B/8B) config from a Qwen3 and a SigLIP/SigLIP2 config.json."""
     text = hf.qwen3_text_config(_read_json(os.path.join(qwen3_dir, "config.json")), additional_vocab_size)
     vc = _siglip_vision_config(siglip_dir)
     depth = vc["num_hidden_layers"]
-    blocks = tuple(_feature_block(l, depth) for l in vit_layers)
+    blocks = tuple(_feature_block(layer, depth) for layer in vit_layers)
     if any(not 0 <= b < depth for b in blocks):
         raise ValueError(f"--vit-layers {list(vit_layers)} do not index the {depth}-block ViT; pick layers in "
                          f"[-{depth}, {depth - 1}]")

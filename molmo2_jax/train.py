@@ -36,9 +36,14 @@ def trainable_filter(freeze_vit: bool):
     return nnx.Param
 
 
-def learning_rate_schedules(lrs: Mapping[str, float], warmup: int, total: int, final_frac: float = 0.1):
-    """Per-component warmup + cosine decay (to `final_frac` of the peak)."""
-    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(warmup, 1), max(total, warmup + 1),
+def learning_rate_schedules(lrs: Mapping[str, float], warmup: int | Mapping[str, int], total: int,
+                            final_frac: float = 0.1):
+    """Per-component linear warmup from 0 + cosine decay to `final_frac` of the peak (Molmo2 `multimodal`).
+
+    `warmup`: one step count, or one per component (Molmo2 stage 1: connector 200, ViT 2,000, LLM 2,000).
+    """
+    steps = {c: int(warmup[c] if isinstance(warmup, Mapping) else warmup) for c in COMPONENTS}
+    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(steps[c], 1), max(total, steps[c] + 1),
                                                   end_value=lrs[c] * final_frac) for c in COMPONENTS}
 
 
@@ -176,8 +181,8 @@ def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int 
             micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
             loss, aux, grads = 0.0, None, None
             for i in range(accum_steps):
-                (l, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
-                loss = loss + l / accum_steps
+                (micro_loss, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
+                loss = loss + micro_loss / accum_steps
                 grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
                 aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
             grads = jax.tree.map(lambda g: g / accum_steps, grads)

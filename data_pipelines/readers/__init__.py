@@ -66,3 +66,8 @@ def read(reader: str, files: Sequence[str], *, media_root: str | None, source: s
         raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
     rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
     return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)
+
+# Evaluation benchmarks (data_pipelines/benchmarks.py), appended.
+from data_pipelines.readers.eval_sets import EVAL_READERS  # noqa: E402
+
+READERS.update(EVAL_READERS)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import BadSample, Conversation, Example, ImageRef, Message, Points, Task
+from molmo2_jax.processing import formats
 
 
 def read_cosyn_point(rows: Iterable[Row], *, media_root: str | None, source: str,
@@ -32,7 +32,7 @@ def read_cosyn_point(rows: Iterable[Row], *, media_root: str | None, source: str
                                                   f"{len(ys)} y coordinates")
             xy = [(clip01(x / 100), clip01(y / 100)) for x, y in zip(xs, ys)]
             convs.append(Conversation([Message("user", q), Message(
-                "assistant", targets.image_points_text(xy, name))], "cosyn_point"))
+                "assistant", formats.format_points([(1, xy)], name))], "cosyn_point"))
             points.append(Points(name, xy))
         return Example(row["id"], source, Task.POINTING, convs, images=[ImageRef(data=data)],
                        points=points)

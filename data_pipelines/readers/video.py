@@ -15,10 +15,10 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
                                    Track, VideoRef)
+from molmo2_jax.processing import formats
 
 VIDEO_ROOT = "video_datasets"
 VIDEO_POINT_REPO = os.path.join("hf", "allenai", "Molmo2-VideoPoint")
@@ -130,13 +130,12 @@ def read_molmo2_video_points(rows: Iterable[Row], *, media_root: str | None, sou
                                               for p in pts),
                          time=math.floor((float(t) - start) / 0.5 + 1e-6) * step)
                   for t, pts in zip(times, per_time)]
-        coords = targets.points_coords([(targets.format_time(p.time), p.xy) for p in points])
-        n = sum(len(p.xy) for p in points)
         question = row.get("question") or f"Point to and count the {row['label']}."
+        answer = formats.format_count([(p.time, p.xy) for p in points], row["label"])
         video = local_video(media_root, video_point_candidates(
             str(row["video_id"]), str(row.get("video_source") or "")), start, end)
         return Example(f"{row['video_id']}_{row['label']}", source, Task.VIDEO_POINTING,
-                       [_qa(question, targets.count_text(coords, row["label"], n), "point_count")],
+                       [_qa(question, answer, "point_count")],
                        video=video, points=[p for p in points if p.xy], count=count,
                        meta={"video_source": row.get("video_source") or "",
                              "category": row.get("category") or ""})
@@ -189,9 +188,9 @@ def read_molmo2_track(rows: Iterable[Row], *, media_root: str | None, source: st
         if task == "ground":
             shown = [[pts[0], pts[-1]] if len(pts) > 1 else pts for pts in shown]
         elif task == "single_point_track":
-            start = targets.tracks_text([pts[:1] for pts in shown], row["expression"])
+            start = formats.format_tracks([pts[:1] for pts in shown], row["expression"])
             question = f"Track the {row['expression']} starting from {start}."
-        answer = targets.tracks_text(shown, row["expression"])
+        answer = formats.format_tracks(shown, row["expression"])
         video = local_video(media_root, track_clip_path(row, layout, video_dir))
         return Example(str(row["id"]), source, Task.TRACKING, [_qa(question, answer, task)],
                        video=video, tracks=tracks,
