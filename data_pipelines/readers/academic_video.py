@@ -23,12 +23,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows, keep_good
 from data_pipelines.readers.qa import QA_KEYS, QaSpec, field, matches, qa_conversations, qa_items
 from data_pipelines.readers.video import VIDEO_ROOT, first_existing, youtube_cc_candidates
-from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
-                                   VideoRef)
+from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task, VideoRef
+from molmo2_jax.processing import formats
 
 
 def find_video(media_root: str | None, rel: str, exts: Sequence[str] = ()) -> str:
@@ -303,12 +302,12 @@ def read_academic_video_points(rows: Iterable[Row], *, media_root: str | None, s
         n = sum(len(p.xy) for p in points)
         if n != count:
             raise BadSample("bad_annotation", f"{row['video_name']}: count {count}, {n} points")
-        coords = targets.points_coords([(targets.format_time(p.time), p.xy) for p in points])
         rel = find_video(media_root, academic_point_video(row, split, video_dir))
         question = f"Point to and count the {label} in the video."
         return Example(f"{rel}_{label}@{c0}", source, Task.VIDEO_POINTING,
                        [Conversation([Message("user", question),
-                                      Message("assistant", targets.count_text(coords, label, n))],
+                                      Message("assistant", formats.format_count(
+                                          [(float(p.time), p.xy) for p in points], label))],
                                      "video_point_count")],
                        video=VideoRef(path=rel, start_s=c0, end_s=c1),
                        points=[p for p in points if p.xy], count=count)

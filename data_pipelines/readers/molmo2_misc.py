@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.academic_image import local_image
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task
+from molmo2_jax.processing import formats
 
 
 def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, source: str,
@@ -33,9 +33,8 @@ def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, sour
             readable = labels[norm.index(label)]
             per_image = [[(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts]
                          if lab == label else [] for lab, pts in zip(norm, row["points"])]
-            n = sum(len(xy) for xy in per_image)
-            coords = targets.points_coords([(str(i + 1), xy) for i, xy in enumerate(per_image)])
-            answer = targets.points_tag(coords, readable) if n else "There are none."
+            answer = formats.format_points([(i + 1, xy) for i, xy in enumerate(per_image)],
+                                           readable)
             convs.append(Conversation([Message("user", f"Point to all {readable} in all images."),
                                        Message("assistant", answer)], "multi_image_pointing"))
             points += [Points(readable, xy, image=i) for i, xy in enumerate(per_image) if xy]
