@@ -10,6 +10,12 @@ from data_pipelines.schema import BadSample, Conversation, Example, Message, Poi
 from molmo2_jax.processing import formats
 
 
+def _xy01(p) -> tuple[float, float]:
+    """A 0-100 point given as {x, y} or [x, y] -> clipped fractions (`clip_points=True`)."""
+    x, y = (p["x"], p["y"]) if isinstance(p, dict) else p
+    return clip01(x / 100), clip01(y / 100)
+
+
 def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, source: str,
                             skipped: MutableMapping[str, int], max_images: int = 5
                             ) -> Iterator[Example]:
@@ -31,8 +37,8 @@ def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, sour
         convs, points = [], []
         for label in dict.fromkeys(norm):
             readable = labels[norm.index(label)]
-            per_image = [[(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts]
-                         if lab == label else [] for lab, pts in zip(norm, row["points"])]
+            per_image = [[_xy01(p) for p in pts] if lab == label else []
+                         for lab, pts in zip(norm, row["points"])]
             answer = formats.format_points([(i + 1, xy) for i, xy in enumerate(per_image)],
                                            readable)
             convs.append(Conversation([Message("user", f"Point to all {readable} in all images."),
