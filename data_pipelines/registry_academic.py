@@ -285,10 +285,12 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
         "allenai/Molmo2-TVQA",
         {"video_template": "{vid_name}.mp4", "video_dir": f"{V}/TVQA/videos", "ts": "ts",
          "question": "q", "options": ["a0", "a1", "a2", "a3", "a4"], "answer_idx": "answer_idx",
-         "answer": None, "mode": "mc", "style": MC}, data_files=("tvqa_train.jsonl",),
-        manual=f"TVQA frames (frames_hq) encoded per clip as RAW/{V}/TVQA/videos/<vid_name>.mp4",
-        notes="Molmo2 builds each clip from frames and adds subtitles from "
-              "tvqa_preprocessed_subtitles.jsonl; subtitles not joined here"),
+         "answer": None, "mode": "mc", "style": "video_multiple_choice_w_subtitle",
+         "subtitle_rows": "sub", "subtitle_key": "vid_name"},
+        data_files=("tvqa_train.jsonl", "tvqa_preprocessed_subtitles.jsonl"),
+        manual=f"TVQA frames (frames_hq) encoded per episode as RAW/{V}/TVQA/videos/"
+               "<vid_name>.mp4 (Molmo2 encodes each clip from its frames)",
+        notes="clip = the row's ts; subtitles overlapping it, times relative to the clip start"),
     "clevrer": _vid(None, {"parse": "clevrer", "video_template": "{folder}/{video_filename}",
                            "video_dir": f"{V}/CLEVRER", "qa_list": "questions",
                            "options": "choices.choice", "correct": "choices.answer",

@@ -539,3 +539,26 @@ def test_academic_image_and_video_sets_download_prepare_and_decode_via_the_hub(h
     assert prompt.startswith("Does the camera zoom in?" + MC_INSTRUCTION) and answer[3:] == "No"
     assert cam_ex.video.path == f"{V}/CameraBench/train/c1.mp4"
     assert writer.load_index(str(prep), "camerabench_qa")["skipped"] == {"missing_media": 1}
+
+
+def test_tvqa_clip_from_ts_with_clip_relative_subtitles(tmp_path):
+    root = _repo(tmp_path, "tvqa_with_sub")
+    qa = {"q": "Who knocks?", "a0": "Sheldon", "a1": "Penny", "a2": "Raj", "a3": "Amy",
+          "a4": "Leonard", "answer_idx": 1, "ts": "10.5-20.0", "vid_name": "s01e02_seg01_clip_00",
+          "show_name": "The Big Bang Theory", "qid": 1}
+    for name, rows in (("tvqa_train.jsonl", [qa]), ("tvqa_preprocessed_subtitles.jsonl", [
+            {"vid_name": "s01e02_seg01_clip_00", "sub": [
+                {"start": 2.0, "end": 5.0, "text": "Before the clip."},
+                {"start": 11.0, "end": 13.5, "text": "Penny? Penny?"},
+                {"start": 19.0, "end": 22.0, "text": "Coming!"},
+                {"start": 25.0, "end": 26.0, "text": "After."}]}])):
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _touch(tmp_path, f"{V}/TVQA/videos/s01e02_seg01_clip_00.mp4")
+    (ex,), _ = _prepare("tvqa_with_sub", tmp_path)
+    assert (ex.video.start_s, ex.video.end_s) == (10.5, 20.0)
+    prompt, answer = _qa(ex.conversations[0])
+    assert prompt.startswith("Subtitles:\n[0.5-3.0] Penny? Penny?\n[8.5-11.5] Coming!\n\n"
+                             "Who knocks?" + MC_INSTRUCTION)
+    assert answer == "B. Penny"

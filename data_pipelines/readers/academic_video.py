@@ -101,6 +101,7 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   start: str | None = None, end: str | None = None, ts: str | None = None,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
+                  subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
                   header_row: bool = False, group: bool = True,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
@@ -110,7 +111,9 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; youtube_cc: the
     column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA); qa_list / turns:
     column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
-    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; where / where_not:
+    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; subtitle_rows: rows
+    carrying this column ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give
+    each question the subtitles overlapping its clip, times relative to the clip; where / where_not:
     {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
     derived column; header_row: the first row is a list of column names and the rest lists
     (SUTD-TrafficQA R2 jsonl); max_per_video: split a video's QAs in groups (STAR 10); table:
@@ -139,8 +142,17 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             raise BadSample("bad_annotation", f"clip end {e} <= start {s}")
         return s, e
 
+    subs: dict[str, list[Mapping[str, Any]]] = {}
+    if subtitle_rows:
+        rows = list(rows)
+        subs = {str(r[subtitle_key]): r[subtitle_rows] for r in rows if subtitle_rows in r}
+        rows = [r for r in rows if subtitle_rows not in r]
+
     def conversations(item: Mapping[str, Any], row: Row) -> list[Conversation]:
         prefix = f"Subtitles: {row[subtitle]}\n" if subtitle and row.get(subtitle) else ""
+        if subs:
+            s, e = clip(item, row)
+            prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
         return qa_conversations(item, spec, prefix)
 
     def llava_turns(row: Row) -> list[Conversation]:
@@ -188,6 +200,14 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             part = convs[i:i + step]
             ex_id = f"{rel}@{s}-{e}" + (f"#{i // step}" if step < len(convs) else "")
             yield Example(ex_id, source, task, part, video=VideoRef(path=rel, start_s=s, end_s=e))
+
+
+def clip_subtitles(subs: Iterable[Mapping[str, Any]], start: float, end: float | None) -> str:
+    """Molmo2 `TVQA.get_clip_subtitles`: subtitles overlapping [start, end], times relative to
+    the clip start, as a `Subtitles:` block before the question ("" when none)."""
+    lines = [f"[{float(x['start']) - start:.1f}-{float(x['end']) - start:.1f}] {x['text']}"
+             for x in subs if float(x["end"]) > start and (end is None or float(x["start"]) < end)]
+    return "Subtitles:\n" + "\n".join(lines) + "\n\n" if lines else ""
 
 
 def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: str,
