@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 import grain
 import jax
@@ -194,7 +195,8 @@ class StopSignals:
     """SIGTERM/SIGINT set `requested` so the loop can save the current step and exit 0 (preemption).
 
     A second signal restores the default action and re-sends it, so a stuck run can still be stopped.
-    Only installed for single-process runs: several processes would have to agree on the step.
+    Only installed for single-process runs in the main thread: several processes would have to agree
+    on the step to save.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -213,7 +215,7 @@ class StopSignals:
               flush=True)
 
     def install(self) -> StopSignals:
-        if jax.process_count() == 1:
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
         return self
