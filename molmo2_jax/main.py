@@ -316,14 +316,22 @@ def main(argv):
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with a bad `--config.<key>` override as one `error:` line (did-you-mean included)."""
+    import re
+
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         message = str(e)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # ml_collections override errors
         message = str(e.args[0] if e.args else e)
-    message = " ".join(message.replace("\\n", " ").replace("\\'", "'").strip("'\"").split())
-    print(f"error: {message} (see configs/common.py for the keys)", file=sys.stderr)
+    typo = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', message)
+    if typo:
+        good, bad = typo.groups()
+        given = next((a.split("=")[0] for a in argv if a.startswith("--config.") and f".{bad}" in a), bad)
+        message = f'unknown config key {given}; did you mean "{good}"?'
+    else:
+        message = " ".join(message.replace("\\n", " ").split())
+    print(f"error: {message} (the keys are in configs/common.py and the stage config)", file=sys.stderr)
     sys.exit(2)
 
 

@@ -286,7 +286,10 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
     if isinstance(hf, str):
         path = os.path.join(hf, "config.json") if os.path.isdir(hf) else hf
         with open(path) as f:
-            hf = json.load(f)
+            try:
+                hf = json.load(f)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path} is not valid JSON ({e}); restore or re-download it") from None
     vc = dict(hf.get("vision_config") or hf.get("vit_config") or {})
     ac = dict(hf.get("adapter_config") or {})
     tc = dict(hf.get("text_config") or {})
