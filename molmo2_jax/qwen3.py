@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo, attend, molmo2_mask
+from molmo2_jax.attention import MaskInfo, attend
 from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
@@ -205,8 +205,7 @@ class Qwen3Attention(nnx.Module):
             k, v = _write(ck, k, index), _write(cv, v, index)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        mask = molmo2_mask(info, kv_info)
-        out = attend(q, k, v, mask, impl)
+        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info)  # each impl builds its mask
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
