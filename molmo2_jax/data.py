@@ -67,15 +67,16 @@ def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
     return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 
-def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
-    from data_pipelines.packing import MediaField, PackSpec, default_token_fields
+def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config):
+    """The packed-sequence layout of a stage config (processor None: Qwen3's pad id, for abstract shapes)."""
+    from data_pipelines.packing import PAD_ID, MediaField, PackSpec, default_token_fields
 
     vit = model_cfg.vit
     crop = (vit.num_patches, vit.patch_dim)
     media = [MediaField.image(config.data.max_crops, crop)]
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
-    fields = default_token_fields(processor.token_ids.pad)
+    fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.pop("loss_mask", None)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)

@@ -103,7 +103,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     grad_bytes, _ = per_device_bytes(trainable)
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
-          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations not counted")
+          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
+    from molmo2_jax.step_report import compiled_step_report, format_report
+
+    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})

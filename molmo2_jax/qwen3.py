@@ -250,12 +250,15 @@ class Qwen3(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        """LM head over the base vocabulary only (Molmo2's extra rows are input-only)."""
+    def head_weight(self) -> jax.Array:
+        """The LM head [D, vocab] in the compute dtype, over the base vocabulary only (extra rows are input-only)."""
         if self.cfg.tie_word_embeddings:
-            table = self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype)
-            return jnp.einsum("btd,vd->btv", hidden, table)
-        return self.lm_head(hidden)
+            return self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype).T
+        return self.lm_head.kernel[...].astype(self.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """LM head logits [B, T, vocab]."""
+        return jnp.einsum("btd,dv->btv", hidden.astype(self.dtype), self.head_weight())
 
     def __call__(self, embeds: jax.Array, info: MaskInfo, impl: str = "xla",
                  cache: KVCache | None = None, dropout: ResidualDropout | None = None
