@@ -45,6 +45,7 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     init = config.init.checkpoint
     saved = ("processor.json", "tokenizer.json")
     if config.data.mixture == "jsonl" and init and any(os.path.exists(os.path.join(init, f)) for f in saved):
+        keep_tokenizer_file(init, workdir)
         return Molmo2Processor.load(init)
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
@@ -57,6 +58,18 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     tok = load_tokenizer(config.get("tokenizer") or None)
     return Molmo2Processor(tok, ImageConfig(max_crops=config.data.max_crops_per_image),
                            VideoConfig(max_frames=max(config.data.max_frames, 1)))
+
+
+def keep_tokenizer_file(checkpoint: str, workdir: str) -> None:
+    """Copy a checkpoint's SentencePiece file to `workdir/tokenizer.model`, so the run's model/ carries it."""
+    import json
+    import shutil
+
+    path = os.path.join(checkpoint, "processor.json")
+    name = json.load(open(path)).get("tokenizer") if os.path.exists(path) else None
+    if name and name.endswith(".model"):
+        os.makedirs(workdir, exist_ok=True)
+        shutil.copy(os.path.join(checkpoint, name), os.path.join(workdir, "tokenizer.model"))
 
 
 def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:

@@ -177,6 +177,8 @@ def test_lora_finetune_on_jsonl_then_export_matches_transformers(tmp_path, tiny_
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(work / "adapters") for f in fs)
     full = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(work / "model") for f in fs)
     assert size < full / 5, (size, full)
+    saved = json.load(open(work / "model" / "processor.json"))  # generate reads the base's tokenizer
+    assert saved["tokenizer"] and os.path.exists(work / "model" / saved["tokenizer"])
     ours = load_params(str(work / "model"))
     base = load_params(config.init.checkpoint)
     assert float(np.abs(np.asarray(ours.language_model.layers[0].self_attn.q_proj.kernel[...])
