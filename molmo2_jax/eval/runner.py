@@ -107,9 +107,13 @@ def generate_batch(model, processor, prompts: Sequence[Mapping[str, np.ndarray]]
 
 
 def _read_done(path: str) -> dict[tuple[str, str], dict]:
-    """Records already in predictions.jsonl, by (benchmark, example id); a torn last line is ignored."""
+    """Records already in predictions.jsonl, by (benchmark, example id); a torn last line is cut off."""
     done: dict[tuple[str, str], dict] = {}
     if os.path.exists(path):
+        with open(path, "rb+") as f:  # a run killed mid-write leaves a line without its newline
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
         with open(path) as f:
             for line in f:
                 try:
