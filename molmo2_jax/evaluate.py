@@ -172,7 +172,7 @@ def evaluate_during_training(config, model, processor, workdir: str, step: int) 
         for m in missing:
             print(f"eval step {step}: skipped {m}", file=sys.stderr)
         return {f"eval/{name}/{k}": float(v) for name, s in summary.items() for k, v in s.items()
-                if k in ("score", "n")}
+                if k in ("score", "n") and v == v}  # a NaN score (no example scored) is not logged
     examples = synthetic_eval_examples(config, config.data.get("eval_examples", 32) // 2)
     summary, records = evaluate_examples(model, processor, examples, config.data.get("eval_max_new_tokens", 96))
     summary.update(chance_baseline(examples))

@@ -69,6 +69,27 @@ def build_raw(raw: str, n: int = 3) -> None:
                      "points": [{"x": 20.0, "y": 25.0}, {"x": 70.0, "y": 70.0}],
                      "masks": [m.tolist() for m in masks]})
     _parquet(_hf(raw, "allenai/pixmo-points-eval", "data", "test-00000-of-00001.parquet"), rows)
+    # pixmo_count_counting: allenai/pixmo-count validation split, URL images
+    count_rows = []
+    for i in range(n):
+        url = f"http://pixmo/count{i}.png"
+        path = os.path.join(raw, "pixmo_images", hashlib.sha256(url.encode()).hexdigest())
+        with open(path, "wb") as f:
+            f.write(_png(seed=50 + i))
+        count_rows.append({"image_url": url, "image_sha256": None, "count": i + 1, "label": "Birds"})
+    _parquet(_hf(raw, "allenai/pixmo-count", "data", "validation-00000-of-00001.parquet"), count_rows)
+    _parquet(_hf(raw, "allenai/pixmo-count", "data", "train-00000-of-00001.parquet"),
+             [{"image_url": "http://pixmo/none.png", "image_sha256": None, "count": 9, "label": "not eval"}])
+    # text_vqa: allenai/molmo2-text-vqa rows (image path, message_list) + TextVQA images under RAW/text_vqa
+    tv = []
+    for i in range(n):
+        rel = f"train_images/{i}.png"
+        os.makedirs(os.path.join(raw, "text_vqa", "train_images"), exist_ok=True)
+        with open(os.path.join(raw, "text_vqa", rel), "wb") as f:
+            f.write(_png(seed=60 + i))
+        tv.append({"image": rel, "message_list": [{"question": "What does the sign say?", "question_id": f"q{i}",
+                                                   "answers": ["stop"] * 7 + ["halt"] * 3}]})
+    _parquet(_hf(raw, "allenai/molmo2-text-vqa", "validation", "validation-00000-of-00001.parquet"), tv)
     # point_bench: PointArena data.json + selected_images / selected_masks
     root = _hf(raw, "PointArena/pointarena-data")
     items = []
@@ -140,7 +161,8 @@ def _png_mask(mask: np.ndarray) -> bytes:
 
 
 # benchmark -> family, for the ones build_raw writes
-BUILT = {"countbench_qa": "image_pointing", "pointing_eval_v2": "image_pointing", "point_bench": "image_pointing",
-         "chart_qa": "image_qa", "real_world_qa_no_instruction": "image_qa", "video_mme": "video_qa",
+BUILT = {"countbench_qa": "image_pointing", "pixmo_count_counting": "image_pointing",
+         "pointing_eval_v2": "image_pointing", "point_bench": "image_pointing", "chart_qa": "image_qa",
+         "real_world_qa_no_instruction": "image_qa", "text_vqa": "image_qa", "video_mme": "video_qa",
          "mvbench": "video_qa", "vixmo_points_count_clip_63s": "video_pointing",
          "vixmo_points_point_eval": "video_pointing", "molmo2_video_track_eval_1fps": "tracking"}

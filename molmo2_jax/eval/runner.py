@@ -197,11 +197,20 @@ def markdown_table(summary: Mapping[str, Mapping], published: Mapping[str, float
     return "\n".join(rows) + "\n"
 
 
+def _no_nan(value: Any) -> Any:
+    """NaN (a score over no examples) -> None, so summary.json is strict JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _no_nan(v) for k, v in value.items()}
+    return value
+
+
 def write_summary(out_dir: str, summary: Mapping[str, Any], table: str | None = None) -> None:
-    """summary.json (and results.md) in `out_dir`."""
+    """summary.json (NaN written as null) and results.md in `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=float)
+        json.dump(_no_nan(summary), f, indent=2, default=float, allow_nan=False)
     if table is not None:
         with open(os.path.join(out_dir, "results.md"), "w") as f:
             f.write(table)
