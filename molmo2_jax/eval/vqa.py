@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from molmo2_jax.processing.formats import parse_count
+
 _PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`",
                 ",", "?", "!")
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
@@ -183,48 +185,8 @@ def multiple_choice_accuracy(prediction: str, options: Sequence[str], answer: in
     return float(select_mc_option(prediction, options) == answer)
 
 
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-          "seventeen eighteen nineteen").split()
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}
-_WORD_VALUES = {w: i for i, w in enumerate(_UNITS)} | _TENS
-_MARKUP = re.compile(r"<(points|point|tracks)\b[^>]*>.*?</\1>|<[^>]*>", re.DOTALL)
-_NUMBER_TOKEN = re.compile(r"\d+(?:,\d{3})*|[a-z]+")
-_TOTAL_OF = re.compile(r"\btotal\b\s*(?:of|count\s+is|is|:)?\s*")
-_NOTHING = frozenset({"none", "no", "nothing", "nobody"})
-
-
-def _first_number(tokens: Sequence[str]) -> int | None:
-    """First integer among tokens: digits ("1,000") or English words up to 99 ("twenty-one" -> 21)."""
-    for i, token in enumerate(tokens):
-        if token[0].isdigit():
-            return int(token.replace(",", ""))
-        if token in _TENS:
-            following = tokens[i + 1] if i + 1 < len(tokens) else ""
-            unit = _WORD_VALUES.get(following, 0)
-            return _TENS[token] + (unit if unit < 10 else 0)  # "twenty one" -> 21, "twenty dogs" -> 20
-        if token in _WORD_VALUES:
-            return _WORD_VALUES[token]
-    return None
-
-
-def parse_count(text: str) -> int | None:
-    """Integer a counting answer states ("...shows a total of 3.", "There are 3", "three", "There are none." -> 0)."""
-    text = _MARKUP.sub(" ", text.lower())  # point coordinates are digits too; drop markup first
-    total = _TOTAL_OF.search(text)
-    if total:
-        value = _first_number(_NUMBER_TOKEN.findall(text[total.end():]))
-        if value is not None:
-            return value
-    tokens = _NUMBER_TOKEN.findall(text)
-    value = _first_number(tokens)
-    if value is None and any(t in _NOTHING for t in tokens):
-        return 0
-    return value
-
-
 def counting_accuracy(prediction: str, target: int) -> float:
-    """1.0 if the count parsed from the prediction equals the target exactly."""
+    """1.0 if the count parsed from the prediction (`formats.parse_count`) equals the target exactly."""
     return float(parse_count(prediction) == int(target))
 
 
