@@ -22,7 +22,7 @@ def tiny_model_dir(d: str) -> str:
 
     from molmo2_jax import model_config as mc
     from molmo2_jax.checkpoints.orbax_io import save_params
-    from molmo2_jax.data import fit_to_token_ids, save_processor
+    from molmo2_jax.data import fit_to_token_ids
     from molmo2_jax.model import Molmo2
     from molmo2_jax.processing.images import ImageConfig
     from molmo2_jax.processing.processor import Molmo2Processor
@@ -37,7 +37,7 @@ def tiny_model_dir(d: str) -> str:
     cfg = fit_to_token_ids(mc.tiny(), proc.token_ids)
     out = os.path.join(d, "model")
     save_params(out, Molmo2(cfg, rngs=nnx.Rngs(0)))
-    save_processor(proc, out, sp)
+    proc.save(out, sp)
     return out
 
 

@@ -30,29 +30,34 @@ def _ideal_answer(name, ex, image_size):
 
     m = ex.meta
     if name in ("countbench_qa", "pixmo_count_counting"):
-        return formats.format_count([(10.0 + i, 10.0) for i in range(m["count"])], 100, 100, "things")
+        return formats.format_count([(1, [(0.1 + 0.01 * i, 0.1) for i in range(m["count"])])], "things")
     if name == "pointing_eval_v2":
         w, h = m["mask_size"]
-        return formats.format_points([tuple(p) for p in m["gt_points"]], w, h, "x")
+        return formats.format_points([(1, [(x / w, y / h) for x, y in m["gt_points"]])], "x")
     if name == "point_bench":
         from data_pipelines.readers.eval_sets import mask_from_png
 
         y, x = np.argwhere(mask_from_png(os.path.join(ex_root[0], m["mask_path"])))[0]
-        return formats.format_points([(x + 0.5, y + 0.5)], *image_size, "x")
+        w, h = image_size
+        return formats.format_points([(1, [((x + 0.5) / w, (y + 0.5) / h)])], "x")
     if name in ("chart_qa", "text_vqa"):
         return m["answers"][0]
     if name in ("real_world_qa_no_instruction", "video_mme", "mvbench"):
         return m["answer"]
     if name == "vixmo_points_count_clip_63s":
         return str(m["count"])
+    w, h = m["width"], m["height"]
     if name == "vixmo_points_point_eval":
         groups = {}
         for t, x, y in m["gt_triplets"]:
-            groups.setdefault(float(t), []).append((x, y))
-        return formats.format_point_groups(groups, (m["width"], m["height"]), "x")
+            groups.setdefault(float(t), []).append((x / w, y / h))
+        return formats.format_points(sorted(groups.items()), "x")
     if name == "molmo2_video_track_eval_1fps":
-        steps = [{"time": f / m["fps"], "points": {k: (x, y) for k, x, y in pts}} for f, pts in m["gt_frames"]]
-        return formats.format_tracks(steps, m["width"], m["height"], "x")
+        per_object = {}
+        for f, pts in m["gt_frames"]:
+            for k, x, y in pts:
+                per_object.setdefault(k, []).append((f / m["fps"], x / w, y / h))
+        return formats.format_tracks(list(per_object.values()), "x")
     raise AssertionError(name)
 
 
