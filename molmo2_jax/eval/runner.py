@@ -60,8 +60,8 @@ def example_media(example: Example, media_root: str | None, video_cfg) -> tuple[
     return images, videos
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
+def _round_up(n: int, multiple: int) -> int:
+    return -(-int(n) // multiple) * multiple
 
 
 def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
@@ -69,8 +69,8 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, 
 
     input_ids / attention_mask / mm_token_type_ids [B, T] left-padded; crops of all rows concatenated in
     row order (the model assigns pooled features to <im_patch> tokens batch-major) with pooling indices
-    offset into the concatenation; crops and pooling rows padded to powers of two (zero crops, -1 rows:
-    no feature) so batches of different content share compiled shapes.
+    offset into the concatenation; crops padded to a multiple of 8 and pooling rows to a multiple of 256
+    (zero crops, -1 rows: no feature) so batches of different content share compiled shapes.
     """
     length = max(r["input_ids"].shape[1] for r in rows)
     out: dict[str, np.ndarray] = {}
@@ -88,8 +88,8 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, 
             tables.append(np.where(r[pool] >= 0, r[pool] + offset, -1))
             offset += r[pix].shape[0] * r[pix].shape[1]
         px, tb = np.concatenate(crops), np.concatenate(tables)
-        out[pix] = np.pad(px, ((0, _pow2(len(px)) - len(px)), (0, 0), (0, 0)))  # [crops', patches, dim]
-        out[pool] = np.pad(tb, ((0, _pow2(len(tb)) - len(tb)), (0, 0)), constant_values=-1)  # [tokens', W]
+        out[pix] = np.pad(px, ((0, _round_up(len(px), 8) - len(px)), (0, 0), (0, 0)))  # [crops', patches, dim]
+        out[pool] = np.pad(tb, ((0, _round_up(len(tb), 256) - len(tb)), (0, 0)), constant_values=-1)  # [tokens', W]
     return out
 
 
