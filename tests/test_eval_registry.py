@@ -65,3 +65,13 @@ def test_released_model_is_recognised_by_directory_or_config(tmp_path):
     (d / "config.json").write_text(json.dumps({"_name_or_path": "allenai/Molmo2-8B"}))
     assert released_model_name(str(d)) == "Molmo2-8B"
     assert released_model_name(str(tmp_path / "my_run")) is None
+
+
+def test_repeated_example_ids_are_made_unique_for_resume():
+    from data_pipelines.schema import Conversation, Example, Message
+    from molmo2_jax.eval.runner import unique_ids
+
+    conv = [Conversation([Message("user", "q"), Message("assistant", "a")])]
+    exs = [Example(i, "s", "vqa", conv) for i in ("a", "b", "a", "a")]
+    unique_ids(exs)
+    assert [e.id for e in exs] == ["a", "b", "a#2", "a#3"]

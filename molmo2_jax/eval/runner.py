@@ -139,6 +139,8 @@ def run_tasks(model, processor, tasks: Sequence[BenchmarkRun], out_dir: str, *, 
     total = sum(len(t.examples) for t in tasks)
     bar = tqdm(total=total, desc="eval", unit="ex", disable=not progress, dynamic_ncols=True)
     summary: dict[str, dict] = {}
+    for task in tasks:
+        unique_ids(task.examples)
     with open(path, "a") as sink:
         for task in tasks:
             records = [done[(task.name, ex.id)] for ex in task.examples if (task.name, ex.id) in done]
@@ -171,6 +173,15 @@ def run_tasks(model, processor, tasks: Sequence[BenchmarkRun], out_dir: str, *, 
             summary[task.name] = {**aggregate(task.metric, records), "metric": task.metric, "skipped": skipped}
     bar.close()
     return summary
+
+
+def unique_ids(examples: Sequence[Example]) -> None:
+    """Make example ids unique within a benchmark (a repeated id gets "#2", "#3"...): resume keys on them."""
+    seen: dict[str, int] = {}
+    for ex in examples:
+        k = seen[ex.id] = seen.get(ex.id, 0) + 1
+        if k > 1:
+            ex.id = f"{ex.id}#{k}"
 
 
 def _mask_loader(media_root: str | None) -> Callable[[str], np.ndarray]:
