@@ -257,11 +257,11 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "countix_oe": _vid(
         "allenai/Molmo2-Countix",
         {"video": "video_path", "video_dir": f"{V}/kinetics/kinetics700",
-         "template": "How many times is the action '{class}' repeated in the video?",
-         "answer": "count", "style": OE, "table": {}}, data_files=("*countix_train_mapped.csv",),
+         "question_table": "class", "question": "_question", "answer": "count", "style": OE},
+        data_files=("**/countix_train_mapped.csv", "**/class_to_question.json"),
         manual=f"Kinetics-700 videos under RAW/{V}/kinetics/kinetics700/ at each row's "
-               "video_path", notes="Molmo2 draws the question from class_to_question.json; "
-                                   "here one fixed wording"),
+               "video_path", notes="question: the first of the class's templates in "
+                                   "class_to_question.json (Molmo2 draws one at random)"),
     "paxion": _vid(
         "allenai/Molmo2-Paxion",
         {"video": "rel_vid_path", "video_dir": f"{V}/sth-sth-v2/videos",

@@ -562,3 +562,14 @@ def test_tvqa_clip_from_ts_with_clip_relative_subtitles(tmp_path):
     assert prompt.startswith("Subtitles:\n[0.5-3.0] Penny? Penny?\n[8.5-11.5] Coming!\n\n"
                              "Who knocks?" + MC_INSTRUCTION)
     assert answer == "B. Penny"
+
+
+def test_countix_questions_come_from_the_class_template_file(tmp_path):
+    root = _repo(tmp_path, "countix_oe")
+    _csv(root / "annotations/countix_train_mapped.csv", [
+        {"video_path": "train/jumping/abc.mp4", "class": "jumping jacks", "count": 7}])
+    _json(root / "annotations/class_to_question.json",
+          {"jumping jacks": ["How many jumping jacks are done?", "Count the jumping jacks."]})
+    _touch(tmp_path, f"{V}/kinetics/kinetics700/train/jumping/abc.mp4")
+    (ex,), _ = _prepare("countix_oe", tmp_path)
+    assert _qa(ex.conversations[0]) == ("How many jumping jacks are done?", "7")

@@ -25,6 +25,7 @@ from typing import Any
 
 from data_pipelines.readers.base import Row, clip01, convert_rows, keep_good
 from data_pipelines.readers.qa import QA_KEYS, QaSpec, field, matches, qa_conversations, qa_items
+from data_pipelines.readers.tables import KEY
 from data_pipelines.readers.video import VIDEO_ROOT, first_existing, youtube_cc_candidates
 from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task, VideoRef
 from molmo2_jax.processing import formats
@@ -102,6 +103,7 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
                   subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
+                  question_table: str | None = None,
                   header_row: bool = False, group: bool = True,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
@@ -113,7 +115,10 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
     (`"s-e"`): the clip; subtitle: a text column prefixed to each question; subtitle_rows: rows
     carrying this column ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give
-    each question the subtitles overlapping its clip, times relative to the clip; where / where_not:
+    each question the subtitles overlapping its clip, times relative to the clip;
+    question_table: the question is the first template listed for this column's value in a
+    keyed JSON file read alongside ({value: [templates]}, Countix class_to_question.json);
+    where / where_not:
     {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
     derived column; header_row: the first row is a list of column names and the rest lists
     (SUTD-TrafficQA R2 jsonl); max_per_video: split a video's QAs in groups (STAR 10); table:
@@ -143,6 +148,11 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         return s, e
 
     subs: dict[str, list[Mapping[str, Any]]] = {}
+    questions: dict[str, str] = {}
+    if question_table:
+        rows = list(rows)
+        questions = {str(r[KEY]): r["value"][0] for r in rows if KEY in r and "value" in r}
+        rows = [r for r in rows if not (KEY in r and "value" in r)]
     if subtitle_rows:
         rows = list(rows)
         subs = {str(r[subtitle_key]): r[subtitle_rows] for r in rows if subtitle_rows in r}
@@ -153,6 +163,8 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         if subs:
             s, e = clip(item, row)
             prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
+        if question_table:
+            item = {**item, "_question": questions[str(row[question_table])]}
         return qa_conversations(item, spec, prefix)
 
     def llava_turns(row: Row) -> list[Conversation]:

@@ -29,8 +29,9 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
     .csv/.tsv: one row per line (header row unless header=False: columns "0", "1", ...;
     TGIF's `.csv` files are tab-separated: delimiter); .txt: {"line": text}; .json: a list, or
     the list/object under `record_path` (dotted; ignored for a file that is a list, so one
-    setting serves ActivityNet's database and QA files), an object's entries becoming rows with
-    their key in `_key`; anything else: `base.iter_rows`.
+    setting serves ActivityNet's database and QA files), an object of objects / of lists
+    becoming one row per entry with its key in `_key` (a list in `value`), any other object
+    one row (AI2D question files); anything else: `base.iter_rows`.
     """
     if path.endswith((".csv", ".tsv")):
         with open(path, newline="") as f:
@@ -49,7 +50,9 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
         for part in (record_path.split(".") if record_path and isinstance(data, dict) else ()):
             data = data[part]
         if isinstance(data, dict):
-            if record_path is None and not all(isinstance(v, dict) for v in data.values()):
+            keyed = (all(isinstance(v, dict) for v in data.values())
+                     or all(isinstance(v, list) for v in data.values()))
+            if record_path is None and not keyed:
                 yield {**data, FILE: os.path.basename(path)}   # one record per file
                 return
             for k, v in data.items():
@@ -69,7 +72,7 @@ def table_files(spec: Any, raw: str) -> list[str]:
     if spec.repo is not None and not spec.data_files:
         return dataset_files(spec, raw)
     root = os.path.join(raw, "hf", spec.repo) if spec.repo else raw
-    return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p))
+    return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p), recursive=True)
                    if os.path.isfile(f) and "/." not in os.path.relpath(f, root)})
 
 
