@@ -151,7 +151,7 @@ def test_chart_qa_embedded_images_and_human_augmented_weights(tmp_path):
     _parquet(_repo(tmp_path, "chart_qa_weighted") / "data/test-00000-of-00001.parquet", rows[:1])
     out, _ = _prepare("chart_qa_weighted", tmp_path)
     assert [_qa(ex.conversations[0]) for ex in out] == [("Max value?", "42"), ("Min value?", "7")]
-    assert out[0].images[0].data == _png(30, 10)
+    assert out[0].images[0].data == _png(30, 10) and out[0].id != out[1].id
     w = [ex.meta["example_weight"] for ex in out]
     assert w == pytest.approx([2 * 20901 / 28299, 2 * 7398 / 28299])
 

@@ -104,7 +104,7 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
                   subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
                   question_table: str | None = None,
-                  header_row: bool = False, group: bool = True,
+                  header_row: bool = False,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
@@ -200,13 +200,10 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             skipped["malformed_record"] = skipped.get("malformed_record", 0) + 1
             continue
-        if not group:
-            rel = f"{rel}\0{len(clips)}"
         for (s, e), conv in pairs:
             clips.setdefault((rel, s, e), []).append(conv)
 
     for (rel, s, e), convs in clips.items():
-        rel = rel.split("\0")[0]
         step = max_per_video or len(convs)
         for i in range(0, len(convs), step):
             part = convs[i:i + step]
