@@ -164,6 +164,8 @@ for _c in ("llava_665k_multi", "nlvr2", "spot-the-diff"):
 
 def _vid(repo: str | None, kw: dict[str, Any], *, reader: str = "video_qa", **spec: Any
          ) -> dict[str, Any]:
+    if spec.get("task", Task.VIDEO_QA) != Task.VIDEO_QA:
+        kw = {**kw, "task": spec["task"]}   # the Examples carry the entry's task
     return _fetch_only_read_files(repo, {"task": Task.VIDEO_QA, "modality": "video",
                                          "repo": repo, "reader": reader, "reader_kwargs": kw,
                                          "media": "manual", "licence": TP, **spec})
@@ -238,7 +240,8 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
         {"video": "video", "video_dir": V, "qa_list": ["captions", "actor_names"],
          "template": "Describe what the {actor_names} does in this video.",
          "answer": "captions", "style": "video_object_caption"},
-        task=Task.VIDEO_CAPTION, data_files=("hf_dataset/*",),
+        task=Task.VIDEO_CAPTION, data_files=("hf_dataset/*.arrow",),
+        allow_patterns=("hf_dataset/*",),
         manual=f"videos (oops, kinetics700, UVO, OVIS) under RAW/{V}/ at each row's `video`"),
     "cinepile_with_sub": _vid(
         "allenai/Molmo2-cinepile",

@@ -573,3 +573,21 @@ def test_countix_questions_come_from_the_class_template_file(tmp_path):
     _touch(tmp_path, f"{V}/kinetics/kinetics700/train/jumping/abc.mp4")
     (ex,), _ = _prepare("countix_oe", tmp_path)
     assert _qa(ex.conversations[0]) == ("How many jumping jacks are done?", "7")
+
+
+def test_video_localized_narratives_captions_from_a_saved_arrow_dataset(tmp_path):
+    root = _repo(tmp_path, "video_localized_narratives_caption") / "hf_dataset"
+    root.mkdir(parents=True)
+    table = pa.Table.from_pylist([{"id": "vln1", "video": "oops/oops_video/train/a.mp4",
+                                   "captions": ["A man slips on ice.", "A dog watches."],
+                                   "actor_names": ["Man", "Dog"]}])
+    with pa.OSFile(str(root / "data-00000-of-00001.arrow"), "wb") as f:
+        with pa.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table)
+    (root / "state.json").write_text("{}")
+    _touch(tmp_path, f"{V}/oops/oops_video/train/a.mp4")
+    (ex,), _ = _prepare("video_localized_narratives_caption", tmp_path)
+    assert [_qa(c) for c in ex.conversations] == [
+        ("Describe what the Man does in this video.", "A man slips on ice."),
+        ("Describe what the Dog does in this video.", "A dog watches.")]
+    assert ex.task == Task.VIDEO_CAPTION

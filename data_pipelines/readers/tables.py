@@ -26,14 +26,20 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
                delimiter: str | None = None) -> Iterator[dict[str, Any]]:
     """Dict rows of `path`.
 
-    .csv/.tsv: one row per line (header row unless header=False: columns "0", "1", ...;
+    .arrow: a `save_to_disk` dataset shard; .csv/.tsv: one row per line (header row unless
+    header=False: columns "0", "1", ...;
     TGIF's `.csv` files are tab-separated: delimiter); .txt: {"line": text}; .json: a list, or
     the list/object under `record_path` (dotted; ignored for a file that is a list, so one
     setting serves ActivityNet's database and QA files), an object of objects / of lists
     becoming one row per entry with its key in `_key` (a list in `value`), any other object
     one row (AI2D question files); anything else: `base.iter_rows`.
     """
-    if path.endswith((".csv", ".tsv")):
+    if path.endswith(".arrow"):  # `datasets.Dataset.save_to_disk` shards (Arrow IPC stream)
+        import pyarrow as pa
+        with pa.memory_map(path) as src:
+            for batch in pa.ipc.open_stream(src):
+                yield from batch.to_pylist()
+    elif path.endswith((".csv", ".tsv")):
         with open(path, newline="") as f:
             delim = delimiter or ("\t" if path.endswith(".tsv") else ",")
             if header:
