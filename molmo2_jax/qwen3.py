@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo, attend, molmo2_mask
+from molmo2_jax.attention import MaskInfo, attend
 from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
@@ -106,6 +106,35 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array | Rope) -
 
 
 # ----------------------------------------------------------------------------------------------
+# Residual dropout
+
+
+class ResidualDropout(NamedTuple):
+    """Molmo2's residual dropout (olmo/nn/llm.py `Dropout(residual_dropout, mask_p=response_residual_dropout)`).
+
+    Each sublayer output is dropped with `rate`, or `response_rate` where `response_mask` [B, T] is set
+    (tokens predicting a response token). Training only: pass None at evaluation and generation.
+    """
+
+    key: jax.Array
+    rate: float
+    response_rate: float = 0.0
+    response_mask: jax.Array | None = None
+
+
+def residual_dropout(x: jax.Array, drop: ResidualDropout | None, layer: int, sublayer: int) -> jax.Array:
+    """Inverted dropout of a sublayer output x [B, T, D] with a per-token keep probability."""
+    if drop is None or (drop.rate == 0.0 and drop.response_rate == 0.0):
+        return x
+    keep = jnp.full(x.shape[:2], 1.0 - drop.rate, jnp.float32)
+    if drop.response_mask is not None:
+        keep = jnp.where(drop.response_mask, 1.0 - drop.response_rate, keep)
+    key = jax.random.fold_in(jax.random.fold_in(drop.key, layer), sublayer)
+    kept = jax.random.bernoulli(key, keep[..., None], x.shape)
+    return jnp.where(kept, x / keep[..., None].astype(x.dtype), 0).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
 # KV cache
 
 
@@ -176,27 +205,27 @@ class Qwen3Attention(nnx.Module):
             k, v = _write(ck, k, index), _write(cv, v, index)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        mask = molmo2_mask(info, kv_info)
-        out = attend(q, k, v, mask, impl)
+        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info)  # each impl builds its mask
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
 class Qwen3Block(nnx.Module):
     """Decoder block: pre-norm (Qwen3) or post-norm (OLMo `norm_after`) attention and MLP sublayers."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0):
         self.norm_after = cfg.norm_after
+        self.layer = layer
         self.self_attn = Qwen3Attention(cfg, dtype, rngs)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size, "embed", "embed", dtype, rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def __call__(self, x, info, inv_freq, impl, cache=None):
+    def __call__(self, x, info, inv_freq, impl, cache=None, dropout: ResidualDropout | None = None):
         h = x if self.norm_after else self.input_layernorm(x)
         h, new_kv = self.self_attn(h, info, inv_freq, impl, cache)
-        x = x + (self.input_layernorm(h) if self.norm_after else h)
+        x = x + residual_dropout(self.input_layernorm(h) if self.norm_after else h, dropout, self.layer, 0)
         h = self.mlp(x if self.norm_after else self.post_attention_layernorm(x))
-        x = x + (self.post_attention_layernorm(h) if self.norm_after else h)
+        x = x + residual_dropout(self.post_attention_layernorm(h) if self.norm_after else h, dropout, self.layer, 1)
         return x, new_kv
 
 
@@ -212,7 +241,7 @@ class Qwen3(nnx.Module):
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
             embedding_metadata={"logical_axes": ("vocab", "embed")},
         )
-        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
             self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False,
@@ -221,16 +250,20 @@ class Qwen3(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        """LM head over the base vocabulary only (Molmo2's extra rows are input-only)."""
+    def head_weight(self) -> jax.Array:
+        """The LM head [D, vocab] in the compute dtype, over the base vocabulary only (extra rows are input-only)."""
         if self.cfg.tie_word_embeddings:
-            table = self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype)
-            return jnp.einsum("btd,vd->btv", hidden, table)
-        return self.lm_head(hidden)
+            return self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype).T
+        return self.lm_head.kernel[...].astype(self.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """LM head logits [B, T, vocab]."""
+        return jnp.einsum("btd,dv->btv", hidden.astype(self.dtype), self.head_weight())
 
     def __call__(self, embeds: jax.Array, info: MaskInfo, impl: str = "xla",
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
-        """embeds [B, T, D] -> final hidden states [B, T, D] (and the updated cache)."""
+                 cache: KVCache | None = None, dropout: ResidualDropout | None = None
+                 ) -> tuple[jax.Array, KVCache | None]:
+        """embeds [B, T, D] -> final hidden states [B, T, D] (and the updated cache); `dropout`: training only."""
         cfg = self.cfg
         ropes = rope_layers(cfg)
         x = embeds.astype(self.dtype)
@@ -245,9 +278,9 @@ class Qwen3(nnx.Module):
             inv = Rope(ropes.inv_freq[i], ropes.scale[i])
             layer_cache = None if cache is None else (cache.keys[i], cache.values[i], kv_info, cache.index)
             if self.remat and cache is None:
-                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl))(block, x)
+                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl, None, dropout))(block, x)
             else:
-                x, new_kv = block(x, info, inv, impl, layer_cache)
+                x, new_kv = block(x, info, inv, impl, layer_cache, dropout)
                 if new_kv is not None:
                     keys.append(new_kv[0])
                     values.append(new_kv[1])

@@ -78,6 +78,7 @@ def test_stage_configs_inspect_nano_on_fake_devices(tmp_path, stage):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "over 8 devices" in run.stdout and "memory per device" in run.stdout
     assert "language_model.embed_tokens.embedding" in run.stdout and "'fsdp'" in run.stdout
+    assert "schedule:" in run.stdout and "lr[llm]: peak" in run.stdout and "mixture" in run.stdout
     assert not os.path.exists(tmp_path / "checkpoints")  # nothing was trained or written
 
 

@@ -255,3 +255,26 @@ def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path, monkeypat
     monkeypatch.setitem(registry.REGISTRY, "doc_qa", spec)
     with pytest.raises(ValueError, match="no reader yet"):
         writer.prepare("doc_qa", str(tmp_path), str(tmp_path / "prep"))
+
+
+def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    cosyn = raw / "hf" / "allenai" / "CoSyn-point" / "data"
+    cosyn.mkdir(parents=True)
+    # every row in a layout the reader cannot use (old guess: per-point dicts; a bare string)
+    with open(cosyn / "train-00000-of-00001.jsonl", "w") as f:
+        f.write(json.dumps({"id": "a", "image": {"bytes": None}, "questions": ["q"],
+                            "answer_points": [[{"x": 1, "y": 2}]], "names": ["n"]}) + "\n")
+        f.write(json.dumps("not a row") + "\n")
+    tulu = raw / "hf" / "allenai" / "molmo2-tulu4-classified" / "data"
+    tulu.mkdir(parents=True)
+    rows = [{"id": "t", "messages": [{"role": "user", "content": "hi"},
+                                     {"role": "assistant", "content": "hello"}]}, {"id": "bad"}]
+    pq.write_table(pa.Table.from_pylist(rows), tulu / "train-00000-of-00001.parquet")
+    rc = writer.main(["--dataset", "cosyn_point", "--dataset", "tulu4_max_2304",
+                      "--raw", str(raw), "--out", str(tmp_path / "prep")])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "tulu4_max_2304: 1 examples; skipped: malformed_record 1" in out.out
+    assert "EMPTY (1 datasets" in out.err and "cosyn_point: 0 examples" in out.err
+    assert "missing_media 1" in out.err and "malformed_record 1" in out.err
