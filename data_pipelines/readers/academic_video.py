@@ -103,26 +103,25 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
                   subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
-                  question_table: str | None = None,
-                  header_row: bool = False,
+                  question_table: str | None = None, header_row: bool = False,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
 
     video / video_template: column with the file name, or a `str.format` template over the row
     (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; youtube_cc: the
-    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA); qa_list / turns:
-    column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
-    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; subtitle_rows: rows
-    carrying this column ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give
-    each question the subtitles overlapping its clip, times relative to the clip;
+    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA).
+    qa_list / turns: column of QA dicts / of alternating {from, value} turns (LLaVA-Video).
+    start, end (on the QA item or the row) or ts (`"s-e"`): the clip, in seconds.
+    subtitle: a text column prefixed to each question; subtitle_rows: rows carrying this column
+    ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give each question the
+    subtitles overlapping its clip, times relative to the clip start.
     question_table: the question is the first template listed for this column's value in a
-    keyed JSON file read alongside ({value: [templates]}, Countix class_to_question.json);
-    where / where_not:
-    {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
-    derived column; header_row: the first row is a list of column names and the rest lists
-    (SUTD-TrafficQA R2 jsonl); max_per_video: split a video's QAs in groups (STAR 10); table:
-    how `tables.iter_table` parses the files (unused here). The rest is a qa.QaSpec.
+    keyed JSON read alongside ({value: [templates]}, Countix class_to_question.json).
+    where / where_not: {column: value (or list)} filters; parse: a ROW_PARSERS entry for
+    formats that need a derived column; header_row: the first row lists the column names
+    (SUTD-TrafficQA R2 jsonl); max_per_video: at most this many QAs per Example (STAR 10);
+    table: how `tables.iter_table` parses the files (unused here). The rest is a qa.QaSpec.
     """
     bad = set(qa) - QA_KEYS
     if bad:
@@ -177,31 +176,22 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                                       spec.style))
         return convs
 
+    def convert(row: Row) -> list[tuple[tuple[str, float | None, float | None], Conversation]] | None:
+        if parse:
+            row = ROW_PARSERS[parse](row)
+        if not matches(row, where, where_not):
+            return None
+        rel = path(row)
+        if turns:
+            return [((rel, None, None), c) for c in llava_turns(row)]
+        return [((rel, *clip(item, row)), c) for item in qa_items(row, qa_list)
+                for cs in keep_good([item], lambda it: conversations(it, row), skipped)
+                for c in cs]
+
     clips: dict[tuple[str, float | None, float | None], list[Conversation]] = {}
-    if header_row:
-        rows = with_header(rows)
-    for row in rows:
-        try:
-            if parse:
-                row = ROW_PARSERS[parse](row)
-            if not matches(row, where, where_not):
-                skipped["filtered"] = skipped.get("filtered", 0) + 1
-                continue
-            rel = path(row)
-            if turns:
-                pairs = [((None, None), c) for c in llava_turns(row)]
-            else:
-                pairs = [(clip(item, row), c) for item in qa_items(row, qa_list)
-                         for cs in keep_good([item], lambda it: conversations(it, row), skipped)
-                         for c in cs]
-        except BadSample as e:
-            skipped[e.reason] = skipped.get(e.reason, 0) + 1
-            continue
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-            skipped["malformed_record"] = skipped.get("malformed_record", 0) + 1
-            continue
-        for (s, e), conv in pairs:
-            clips.setdefault((rel, s, e), []).append(conv)
+    for pairs in convert_rows(with_header(rows) if header_row else rows, convert, skipped):
+        for key, conv in pairs:
+            clips.setdefault(key, []).append(conv)
 
     for (rel, s, e), convs in clips.items():
         step = max_per_video or len(convs)
