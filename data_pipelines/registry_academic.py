@@ -277,13 +277,15 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
               "upstream order label / antonym / 'Not sure' (upstream shuffles)"),
     "tgif": _vid(
         "allenai/Molmo2-TGIF",
-        {"video_template": "{gif_name}.mp4", "video_dir": f"{V}/TGIF/videos",
-         "options": ["a1", "a2", "a3", "a4", "a5"], "answer_idx": "answer", "answer": None,
-         "mode": "both", "style": OE, "mc_style": MC, "table": {"delimiter": "\t"}},
-        data_files=("Train_action_question.csv", "Train_transition_question.csv"),
-        manual=f"unzip the repo's videos_*.zip into RAW/{V}/TGIF/videos/",
-        notes="action + transition subsets (MC and open); count / frameqa are "
-              "`tgif_frameqa` rows with plain answers (not read here)"),
+        {"parse": "tgif", "video_template": "{gif_name}.mp4", "video_dir": f"{V}/TGIF/videos",
+         "options": ["a1", "a2", "a3", "a4", "a5"], "answer_idx": "answer",
+         "answer": "answer_text", "mode": "both", "style": OE, "mc_style": MC,
+         "table": {"delimiter": "\t"}},
+        data_files=tuple(f"Train_{s}_question.csv" for s in ("action", "transition", "count",
+                                                             "frameqa")),
+        manual=f"TGIF GIFs (github.com/raingo/TGIF-Release) converted to mp4 as RAW/{V}/TGIF/"
+               "videos/<gif_name>.mp4",
+        notes="TGIF(answer_type='all'): action/transition MC + open, count/frameqa open"),
     "tvqa_with_sub": _vid(
         "allenai/Molmo2-TVQA",
         {"video_template": "{vid_name}.mp4", "video_dir": f"{V}/TVQA/videos", "ts": "ts",

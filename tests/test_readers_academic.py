@@ -384,9 +384,14 @@ def test_tgif_tab_separated_csv_and_camerabench_negatives(tmp_path):
         {"gif_name": "tumblr_1", "question": "what does the man do 3 times", "a1": "nod",
          "a2": "wave", "a3": "jump", "a4": "clap", "a5": "spin", "answer": "1", "vid_id": "1",
          "key": "1"}], delimiter="\t")
+    _csv(root / "Train_count_question.csv", [
+        {"gif_name": "tumblr_1", "question": "how many times does the man nod", "answer": "3",
+         "vid_id": "1", "key": "2"}], delimiter="\t")
     _touch(tmp_path, f"{V}/TGIF/videos/tumblr_1.mp4")
     (ex,), _ = _prepare("tgif", tmp_path)
-    assert [_qa(c)[1] for c in ex.conversations] == ["B. wave", "wave"]
+    assert [_qa(c)[1] for c in ex.conversations] == ["B. wave", "wave", "3"]
+    assert [c.style for c in ex.conversations] == ["video_multiple_choice", "video_short_answer",
+                                                   "video_short_answer"]
 
     _parquet(_repo(tmp_path, "camerabench_qa") / "camerabench_qa.parquet", [
         {"video_path": "clip1.mp4", "mc_qa_list": [

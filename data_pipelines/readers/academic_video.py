@@ -77,13 +77,21 @@ def funqa_row(row: Row) -> dict[str, Any]:
     return {**row, "kind": FUNQA_DIRS[row["task"][0]]}
 
 
+def tgif_row(row: Row) -> dict[str, Any]:
+    """TGIF-QA: action/transition rows answer with an index into a1..a5, count/frameqa rows
+    with the answer text; `answer_text` is the open answer of both."""
+    if row.get("a1") not in (None, ""):
+        return {**row, "answer_text": row[f"a{int(row['answer']) + 1}"]}
+    return {**row, "answer_text": row["answer"]}
+
+
 def paxion_row(row: Row) -> dict[str, Any]:
     """Paxion SSv2 antonyms: the third option is always "Not sure"."""
     return {**row, "_not_sure": "Not sure"}
 
 
 ROW_PARSERS = {"charades_sta": charades_row, "clevrer": clevrer_row, "how2qa": how2qa_row,
-               "funqa": funqa_row, "paxion": paxion_row}
+               "funqa": funqa_row, "paxion": paxion_row, "tgif": tgif_row}
 
 
 def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
