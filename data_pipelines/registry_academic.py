@@ -182,10 +182,10 @@ _LLAVA_MANUAL = ("extract every *.tar.gz of the downloaded subset folders in pla
 _TEMPLATE = "What action is being performed?"  # first of Molmo2's label question templates
 
 
-def _segments(home: str, annotations: str, label: str, json_name: str, what: str
-              ) -> dict[str, Any]:
+def _segments(home: str, annotations: str, label: str, json_name: str, what: str,
+              **kw: Any) -> dict[str, Any]:
     """COIN / YouCook2: a `database` JSON of training videos with labelled segments."""
-    return _vid(None, {"segments": annotations, "label": label, "subset": "train",
+    return _vid(None, {"segments": annotations, "label": label, "subset": "train", **kw,
                        "video_template": "{video}", "video_dir": f"{V}/{home}/videos",
                        "video_exts": [".mkv", ".mp4", ".webm"],
                        "table": {"record_path": "database"}},
@@ -387,18 +387,20 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "charades_sta_all_qa": _vid(
         None, {"parse": "charades_sta", "video_template": "{video}.mp4",
                "video_dir": f"{V}/Charades/Charades_v1", "start": "start", "end": "end",
-               "template": _TEMPLATE, "answer": "sentence", "style": OE},
+               "template": _TEMPLATE, "answer": "sentence", "style": "charades_sta"},
         data_files=(f"{V}/Charades/charades_sta_train.txt",),
         manual=f"charades_sta_train.txt and Charades_v1 videos into RAW/{V}/Charades/",
-        notes="label questions on each clip (the clip-caption task); start/end grounding "
-              "tasks of task='all' not generated"),
+        notes="CharadesSTA(task='all', qa_format=True): a label question on each clip"),
     "coin_all_qa": _segments("coin", "annotation", "label", "COIN.json",
-                             "COIN.json and videos (github.com/coin-dataset/annotations)"),
+                             "COIN.json and videos (github.com/coin-dataset/annotations)",
+                             label_style="coin_label"),
     "youcook2_all_qa": _segments("youcook2", "annotations", "sentence",
                                  "youcookii_annotations_trainval.json",
-                                 "YouCook2 annotations json and videos"),
+                                 "YouCook2 annotations json and videos",
+                                 label_style="youcook2_label", sentence=True,
+                                 start_end_style="video_clip_short_caption_start_end"),
     "activitynet_all_qa": _vid(
-        None, {"segments": "annotations", "label": "label",
+        None, {"segments": "annotations", "label": "label", "label_style": "activitynet_label",
                "video_dir": f"{V}/ActivityNet/all-videos", "table": {"record_path": "database"}},
         reader="video_segments",
         data_files=(f"{V}/ActivityNet/activity_net.v1-3.min.json",

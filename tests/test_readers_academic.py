@@ -369,6 +369,18 @@ def test_activitynet_segments_and_qa_coin_subset_and_charades_lines(tmp_path):
     (ex,), skipped = _prepare("coin_all_qa", tmp_path)
     assert ex.video.path == f"{V}/coin/videos/c1.mkv" and skipped == {"filtered": 1}
 
+    _json(tmp_path / f"{V}/youcook2/youcookii_annotations_trainval.json", {"database": {
+        "y1": {"subset": "training", "recipe_type": "101", "annotations": [
+            {"segment": [30, 42], "sentence": "add the onions", "id": 0}]}}})
+    _touch(tmp_path, f"{V}/youcook2/videos/y1.mp4")
+    out, _ = _prepare("youcook2_all_qa", tmp_path)
+    got = {(e.video.start_s, e.video.end_s): [(_qa(c), c.style) for c in e.conversations]
+           for e in out}
+    assert got == {(30, 42): [(("What action is being performed?", "add the onions."),
+                               "youcook2_label")],
+                   (None, None): [(("30-42", "add the onions."),
+                                   "video_clip_short_caption_start_end")]}
+
     p = tmp_path / f"{V}/Charades/charades_sta_train.txt"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("AO8RW 0.0 6.9##a person is putting a book on a shelf.\n")

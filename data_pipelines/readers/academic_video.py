@@ -221,15 +221,18 @@ def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: 
                         skipped: MutableMapping[str, int], segments: str = "annotations",
                         label: str = "label", subset: str | None = None,
                         template: str = "What action is being performed?",
-                        label_style: str = "video_short_answer", **video: Any
-                        ) -> Iterator[Example]:
+                        label_style: str = "video_short_answer", sentence: bool = False,
+                        start_end_style: str | None = None, **video: Any) -> Iterator[Example]:
     """Temporal segments of a `database` JSON (ActivityNet / COIN / YouCook2: {video id:
     {subset, annotations [{segment [s, e], label | sentence}]}}) as label questions on each
     clip (Molmo2 `qa_format=True`, first question template), plus ActivityNet-QA rows
     (`train_q.json` {question_id, video_name, question} joined with `train_a.json`
     {question_id, answer}) as open questions on the whole video.
 
-    subset: keep videos whose `subset` contains it ("train" in "training", as upstream).
+    subset: keep videos whose `subset` contains it ("train" in "training", as upstream);
+    sentence: labels end with a period (YouCook2); start_end_style: also caption each segment
+    on the whole video, asked as `"<start>-<end>"` in seconds of the video (YouCook2
+    `caption_start_end`, style video_clip_short_caption_start_end).
     The remaining kwargs go to read_video_qa (video_template over {video}, video_dir, exts).
     """
     def flat() -> Iterator[dict[str, Any]]:
@@ -241,8 +244,13 @@ def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: 
                     continue
                 for ann in r[segments]:
                     s, e = ann["segment"]
+                    text = ann[label] + ("." if sentence and not ann[label].endswith(".") else "")
                     yield {"video": r["_key"], "start": s, "end": e, "question": template,
-                           "answer": ann[label], "_style": label_style}
+                           "answer": text, "_style": label_style}
+                    if start_end_style and e > s:
+                        yield {"video": r["_key"], "start": None, "end": None,
+                               "question": f"{round(s, 2)}-{round(e, 2)}", "answer": text,
+                               "_style": start_end_style}
             elif "question" in r:
                 questions[r["question_id"]] = r
             elif "answer" in r:
