@@ -208,12 +208,15 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "funqa": _vid("fesvhtr/FunQA",
                   {"parse": "funqa", "video_template": "train_{kind}/{visual_input}",
                    "video_dir": "hf/fesvhtr/FunQA/train",
-                   "where": {"task": ["H1", "C1", "M1", "C4", "C5"]},
-                   "question": "instruction", "answer": "output", "style": OE},
-                  data_files=("FunQA_train.json",), allow_patterns=("FunQA_train.json", "train*"),
+                   "where_not": {"task": ["H1", "C1", "M1", "C4", "C5"]},
+                   "question": "_q", "answer": "_a", "options": "_options", "answer_idx": "_idx",
+                   "mode": "auto", "style": OE, "mc_style": MC},
+                  data_files=("FunQA_train.json", "Funqa_mcqa_v1.json"),
+                  allow_patterns=("FunQA_train.json", "Funqa_mcqa_v1.json", "train*"),
                   manual="unzip the downloaded train.zip in place, so RAW/hf/fesvhtr/FunQA/train/"
                          "train_{humor,creative,magic}/ hold the videos",
-                  notes="open-ended tasks only; the Funqa_mcqa_v1.json MC part is not read"),
+                  notes="open tasks except the timestamp-output ones (H1, C1, M1, C4, C5), plus "
+                        "the MC questions of Funqa_mcqa_v1.json"),
     "camerabench_qa": _vid(
         "allenai/Molmo2-CameraBenchTrain",
         {"video": "video_path", "video_dir": f"{V}/CameraBench/train", "qa_list": "mc_qa_list",

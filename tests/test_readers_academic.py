@@ -608,3 +608,21 @@ def test_video_localized_narratives_captions_from_a_saved_arrow_dataset(tmp_path
         ("Describe what the Man does in this video.", "A man slips on ice."),
         ("Describe what the Dog does in this video.", "A dog watches.")]
     assert ex.task == Task.VIDEO_CAPTION
+
+
+def test_funqa_open_tasks_without_timestamp_tasks_plus_mc_file(tmp_path):
+    root = _repo(tmp_path, "funqa")
+    _json(root / "FunQA_train.json", [
+        {"task": "H2", "visual_input": "H_A_1.mp4", "instruction": "Why is it funny?",
+         "output": "The cat falls."},
+        {"task": "H1", "visual_input": "H_A_1.mp4", "instruction": "When?", "output": "[1, 3]"}])
+    _json(root / "Funqa_mcqa_v1.json", [
+        {"visual_input": "H_A_1.mp4", "gt": "2", "instruction":
+         "Watch the video.\nThe Question is: What happens?\n The Options are: "
+         "['Options 1: A dog barks', 'Options 2: A cat falls']"}])
+    _touch(tmp_path, f"hf/{registry.get('funqa').repo}/train/train_humor/H_A_1.mp4")
+    (ex,), skipped = _prepare("funqa", tmp_path)
+    assert [_qa(c) for c in ex.conversations] == [
+        ("Why is it funny?", "The cat falls."),
+        ("What happens?" + MC_INSTRUCTION + "A. A dog barks\nB. A cat falls", "B. A cat falls")]
+    assert skipped == {"filtered": 1}

@@ -18,6 +18,7 @@ layout under the media root (`VIDEO_DATA_HOME`).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -73,8 +74,17 @@ FUNQA_DIRS = {"H": "humor", "C": "creative", "M": "magic"}
 
 
 def funqa_row(row: Row) -> dict[str, Any]:
-    """FunQA: the task letter (H/C/M) names the video folder (`train_humor`)."""
-    return {**row, "kind": FUNQA_DIRS[row["task"][0]]}
+    """FunQA: open rows (FunQA_train.json: task, visual_input, instruction, output) and MC rows
+    (Funqa_mcqa_v1.json: instruction ending "The Question is: q" / "The Options are: [...]",
+    gt 1-based) as _q/_a/_options/_idx; the H/C/M letter names the folder (`train_humor`)."""
+    kind = FUNQA_DIRS[str(row["visual_input"])[0]]
+    if "gt" not in row:
+        return {**row, "kind": kind, "_q": row["instruction"], "_a": row["output"]}
+    *_, q, opts = row["instruction"].split("\n")
+    options = [re.sub(r"^Options \d+: ", "", o).strip()
+               for o in ast.literal_eval(opts.replace(" The Options are: ", "").strip())]
+    return {**row, "kind": kind, "_q": q.replace("The Question is:", "").strip(),
+            "_options": options, "_idx": int(row["gt"]) - 1}
 
 
 def tgif_row(row: Row) -> dict[str, Any]:
