@@ -334,12 +334,13 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
                             manual="download all_train.json and train videos from "
                                    "github.com/google-deepmind/perception_test into "
                                    f"RAW/{V}/perception_test/"),
-    "nextqa_mc": _vid(None, {"video_template": "{video}.mp4", "video_dir": f"{V}/NeXTQA/NExTVideo",
+    "nextqa_mc": _vid(None, {"video_template": "{video}.mp4", "video_map": "video",
+                             "video_dir": f"{V}/NeXTQA/NExTVideo-all-videos",
                              "options": ["a0", "a1", "a2", "a3", "a4"], "answer_idx": "answer",
                              "answer": None, "mode": "mc", "style": MC, "table": {}},
-                      data_files=(f"{V}/NeXTQA/train.csv",),
-                      manual=f"NExT-QA train.csv and videos into RAW/{V}/NeXTQA/ (videos as "
-                             "NExTVideo/<video>.mp4; Molmo2 maps ids with map_vid_vidorID.json)"),
+                      data_files=(f"{V}/NeXTQA/train.csv", f"{V}/NeXTQA/map_vid_vidorID.json"),
+                      manual=f"NExT-QA train.csv, map_vid_vidorID.json and the videos into "
+                             f"RAW/{V}/NeXTQA/ (videos as NExTVideo-all-videos/<vidorID>.mp4)"),
     "sutd_trafficqa": _vid(None, {"video": "vid_filename",
                                   "video_dir": f"{V}/SUTD-TrafficQA/compressed_videos",
                                   "question": "q_body",

@@ -626,3 +626,16 @@ def test_funqa_open_tasks_without_timestamp_tasks_plus_mc_file(tmp_path):
         ("Why is it funny?", "The cat falls."),
         ("What happens?" + MC_INSTRUCTION + "A. A dog barks\nB. A cat falls", "B. A cat falls")]
     assert skipped == {"filtered": 1}
+
+
+def test_nextqa_maps_video_ids_through_the_vidor_map(tmp_path):
+    base = tmp_path / f"{V}/NeXTQA"
+    _csv(base / "train.csv", [{"video": "2440175990", "frame_count": 1, "width": 1, "height": 1,
+                               "question": "why did the boy run", "answer": "0", "qid": 1,
+                               "type": "CW", "a0": "to catch", "a1": "b", "a2": "c", "a3": "d",
+                               "a4": "e"}])
+    _json(base / "map_vid_vidorID.json", {"2440175990": "0000/2440175990"})
+    _touch(tmp_path, f"{V}/NeXTQA/NExTVideo-all-videos/0000/2440175990.mp4")
+    (ex,), _ = _prepare("nextqa_mc", tmp_path)
+    assert ex.video.path == f"{V}/NeXTQA/NExTVideo-all-videos/0000/2440175990.mp4"
+    assert _qa(ex.conversations[0])[1] == "A. to catch"

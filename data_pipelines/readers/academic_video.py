@@ -121,7 +121,8 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
                   subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
-                  question_table: str | None = None, header_row: bool = False,
+                  question_table: str | None = None, video_map: str | None = None,
+                  header_row: bool = False,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
@@ -135,7 +136,9 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give each question the
     subtitles overlapping its clip, times relative to the clip start.
     question_table: the question is the first template listed for this column's value in a
-    keyed JSON read alongside ({value: [templates]}, Countix class_to_question.json).
+    keyed JSON read alongside ({value: [templates]}, Countix class_to_question.json);
+    video_map: this column is mapped through a keyed JSON read alongside before the video
+    template sees it (NExT-QA map_vid_vidorID.json).
     where / where_not: {column: value (or list)} filters; parse: a ROW_PARSERS entry for
     formats that need a derived column; header_row: the first row lists the column names
     (SUTD-TrafficQA R2 jsonl); max_per_video: at most this many QAs per Example (STAR 10);
@@ -150,6 +153,8 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         if youtube_cc:
             vid = str(field(row, video))
             return first_existing(media_root, youtube_cc_candidates(media_root, vid), vid)
+        if video_map:
+            row = {**row, video_map: lookup[str(row[video_map])]}
         name = video_template.format(**row) if video_template else str(field(row, video))
         return find_video(media_root, os.path.join(video_dir, name), video_exts)
 
@@ -165,10 +170,10 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         return s, e
 
     subs: dict[str, list[Mapping[str, Any]]] = {}
-    questions: dict[str, str] = {}
-    if question_table:
+    lookup: dict[str, Any] = {}  # {key: value} rows of a keyed JSON read with the data
+    if question_table or video_map:
         rows = list(rows)
-        questions = {str(r[KEY]): r["value"][0] for r in rows if KEY in r and "value" in r}
+        lookup = {str(r[KEY]): r["value"] for r in rows if KEY in r and "value" in r}
         rows = [r for r in rows if not (KEY in r and "value" in r)]
     if subtitle_rows:
         rows = list(rows)
@@ -181,7 +186,7 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             s, e = clip(item, row)
             prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
         if question_table:
-            item = {**item, "_question": questions[str(row[question_table])]}
+            item = {**item, "_question": lookup[str(row[question_table])][0]}
         return qa_conversations(item, spec, prefix)
 
     def llava_turns(row: Row) -> list[Conversation]:

@@ -30,9 +30,9 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
     header=False: columns "0", "1", ...;
     TGIF's `.csv` files are tab-separated: delimiter); .txt: {"line": text}; .json: a list, or
     the list/object under `record_path` (dotted; ignored for a file that is a list, so one
-    setting serves ActivityNet's database and QA files), an object of objects / of lists
-    becoming one row per entry with its key in `_key` (a list in `value`), any other object
-    one row (AI2D question files); anything else: `base.iter_rows`.
+    setting serves ActivityNet's database and QA files), an object of objects / lists / scalars
+    becoming one row per entry with its key in `_key` (a list or scalar in `value`), a mixed
+    object one row (AI2D question files); anything else: `base.iter_rows`.
     """
     if path.endswith(".arrow"):  # `datasets.Dataset.save_to_disk` shards (Arrow IPC stream)
         import pyarrow as pa
@@ -56,8 +56,8 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
         for part in (record_path.split(".") if record_path and isinstance(data, dict) else ()):
             data = data[part]
         if isinstance(data, dict):
-            keyed = (all(isinstance(v, dict) for v in data.values())
-                     or all(isinstance(v, list) for v in data.values()))
+            keyed = any(all(isinstance(v, t) for v in data.values())
+                        for t in (dict, list, (str, int, float)))
             if record_path is None and not keyed:
                 yield {**data, FILE: os.path.basename(path)}   # one record per file
                 return
