@@ -359,12 +359,13 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "sportsqa_oe": _vid(None, {"video": "video", "video_dir": f"{V}/SportsQA",
                                "video_exts": [".avi", ".mp4", ".webm"], "style": OE},
                         data_files=(f"{V}/SportsQA/meta-data/train.json",),
-                        manual=f"SportsQA meta-data/train.json and videos into RAW/{V}/SportsQA/"),
+                        urls=("https://ndownloader.figshare.com/files/57448480",),
+                        manual=f"unzip the figshare archive (meta-data/) and place the videos "
+                               f"(.avi/.mp4/.webm at each row's `video`) in RAW/{V}/SportsQA/"),
     "road_text_vqa": _vid(None, {"video": "video", "video_dir": f"{V}/RoadTextVQA/videos",
                                  "style": OE, "table": {"record_path": "data"}},
                           data_files=(f"{V}/RoadTextVQA/train.json",),
-                          manual=f"RoadTextVQA train.json and videos/ into RAW/{V}/RoadTextVQA/ "
-                                 "(file name inferred)"),
+                          manual=f"RoadTextVQA train.json and videos/ into RAW/{V}/RoadTextVQA/"),
     "video_localized_narratives": _vid(
         None, {"video_template": "{video_name}.mp4", "video_dir": f"{V}/oops/oops_video",
                "qa_list": "qa_pairs", "question": "raw_question", "answer": "raw_answer",
