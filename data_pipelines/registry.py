@@ -208,8 +208,8 @@ def _specs() -> list[DatasetSpec]:
         kw = dict(kw)
         urls = tuple(FileSpec(u) for u in kw.pop("urls", ()))
         if urls:
-            kw["manual"] += f" (download fetches {', '.join(u.path.rsplit('/', 1)[-1] for u in urls)}" \
-                f" into RAW/http/{name}/)"
+            fetched = ", ".join(u.path.rsplit("/", 1)[-1] for u in urls)
+            kw["manual"] = kw.get("manual", "") + f" (download fetches {fetched} into RAW/http/{name}/)"
         specs.append(d(name, kw.pop("task"), kw.pop("modality"), kw.pop("repo"), urls=urls,
                        **kw))
     for name, (repo, split) in _CAPQA.items():
