@@ -505,6 +505,11 @@ def test_iter_table_parses_csv_txt_and_keyed_json(tmp_path):
                                                           {"x": 2, "_key": "b"}]
     _json(tmp_path / "l.json", [{"x": 1}])
     assert list(iter_table(str(tmp_path / "l.json"), record_path="database")) == [{"x": 1}]
+    from data_pipelines.readers.tables import table_files
+    _csv(tmp_path / "hf/allenai/Molmo2-TGIF/Train_count_question.csv", [{"a": 1}])
+    _csv(tmp_path / "hf/allenai/Molmo2-TGIF/.cache/huggingface/Train_count_question.csv", [{"a": 1}])
+    assert [os.path.relpath(f, tmp_path) for f in table_files(registry.get("tgif"), str(tmp_path))
+            ] == ["hf/allenai/Molmo2-TGIF/Train_count_question.csv"]      # hub cache skipped
     (tmp_path / "t.txt").write_text("one\n\ntwo\n")
     assert [r["line"] for r in iter_table(str(tmp_path / "t.txt"))] == ["one", "two"]
     assert os.path.exists(tmp_path / "k.json")

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from data_pipelines.readers.base import iter_rows
+from data_pipelines.readers.base import is_hidden, iter_rows
 
 TABLE_FILES = (".csv", ".tsv", ".txt")
 KEY = "_key"   # the id a row had in a JSON object keyed by id
@@ -79,7 +79,7 @@ def table_files(spec: Any, raw: str) -> list[str]:
         return dataset_files(spec, raw)
     root = os.path.join(raw, "hf", spec.repo) if spec.repo else raw
     return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p), recursive=True)
-                   if os.path.isfile(f) and "/." not in os.path.relpath(f, root)})
+                   if os.path.isfile(f) and not is_hidden(os.path.relpath(f, root))})
 
 
 def dataset_rows(spec: Any, raw: str) -> Iterator[dict[str, Any]]:
