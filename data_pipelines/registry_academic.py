@@ -270,14 +270,18 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
                                    "class_to_question.json (Molmo2 draws one at random)"),
     "paxion": _vid(
         "allenai/Molmo2-Paxion",
-        {"video": "rel_vid_path", "video_dir": f"{V}/sth-sth-v2/videos",
+        {"parse": "paxion", "video": "_video", "video_dir": V, "start": "_start", "end": "_end",
          "template": "What activity does the video depict?",
-         "options": ["label", "label_action_antonym_clip_text", "_not_sure"],
-         "answer": "label", "mode": "mc", "style": MC, "parse": "paxion"},
-        data_files=("ssv2/antonyms/train_with_rel_path.json",),
-        manual=f"Something-Something v2 videos as RAW/{V}/sth-sth-v2/videos/<rel_vid_path>",
-        notes="SSv2 part only (the Ego4D part needs self-extracted clips); options in the "
-              "upstream order label / antonym / 'Not sure' (upstream shuffles)"),
+         "options": ["_label", "_antonym", "_not_sure"], "answer": "_label", "mode": "mc",
+         "style": MC},
+        data_files=("ssv2/antonyms/train_with_rel_path.json",
+                    "ego4d/egoclip_subset_action_antonyms_train_val_test_split/train.jsonl"),
+        manual=f"Something-Something v2 videos as RAW/{V}/sth-sth-v2/videos/<rel_vid_path>; "
+               f"Ego4D full-scale videos (licence) as RAW/{V}/Ego4d/ego4d_data/v2/full_scale/"
+               "<video_uid>.mp4",
+        notes="SSv2 + Ego4D action antonyms; Ego4D as clips of the full video (Molmo2 prefers "
+              "pre-cut clips); question = first template, options label / antonym / 'Not sure' "
+              "in this order (upstream shuffles both)"),
     "tgif": _vid(
         "allenai/Molmo2-TGIF",
         {"parse": "tgif", "video_template": "{gif_name}.mp4", "video_dir": f"{V}/TGIF/videos",

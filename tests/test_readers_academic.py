@@ -644,3 +644,26 @@ def test_nextqa_maps_video_ids_through_the_vidor_map(tmp_path):
     (ex,), _ = _prepare("nextqa_mc", tmp_path)
     assert ex.video.path == f"{V}/NeXTQA/NExTVideo-all-videos/0000/2440175990.mp4"
     assert _qa(ex.conversations[0])[1] == "A. to catch"
+
+
+def test_paxion_ssv2_and_ego4d_antonyms(tmp_path):
+    root = _repo(tmp_path, "paxion")
+    _json(root / "ssv2/antonyms/train_with_rel_path.json", [
+        {"id": "1", "rel_vid_path": "1.webm", "label": "Pushing a cup",
+         "label_action_antonym_clip_text": "Pulling a cup"}])
+    p = root / "ego4d/egoclip_subset_action_antonyms_train_val_test_split/train.jsonl"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"video_uid": "u1", "clip_start": 3.0, "clip_end": 4.5,
+                             "clip_text": "#C c opens the door",
+                             "action_antonym_clip_text": "#C c closes the door"}) + "\n")
+    _touch(tmp_path, f"{V}/sth-sth-v2/videos/1.webm")
+    _touch(tmp_path, f"{V}/Ego4d/ego4d_data/v2/full_scale/u1.mp4")
+    out, _ = _prepare("paxion", tmp_path)
+    got = {(e.video.path.rsplit("/", 1)[-1], e.video.start_s, e.video.end_s): _qa(e.conversations[0])
+           for e in out}
+    assert got == {
+        ("1.webm", None, None): ("What activity does the video depict?" + MC_INSTRUCTION +
+                                 "A. Pushing a cup\nB. Pulling a cup\nC. Not sure", "A. Pushing a cup"),
+        ("u1.mp4", 3.0, 4.5): ("What activity does the video depict?" + MC_INSTRUCTION +
+                               "A. C opens the door\nB. C closes the door\nC. Not sure",
+                               "A. C opens the door")}

@@ -95,9 +95,25 @@ def tgif_row(row: Row) -> dict[str, Any]:
     return {**row, "answer_text": row["answer"]}
 
 
+def _paxion_label(label: str) -> str:
+    """Paxion `_clean_label`: drop a leading `#X` tag, capitalise."""
+    if label.startswith("#") and len(label) > 1 and not label[1].isspace():
+        label = label[2:].lstrip()
+    return label[:1].upper() + label[1:]
+
+
 def paxion_row(row: Row) -> dict[str, Any]:
-    """Paxion SSv2 antonyms: the third option is always "Not sure"."""
-    return {**row, "_not_sure": "Not sure"}
+    """Paxion antonyms: SSv2 rows (rel_vid_path, label, label_action_antonym_clip_text) and
+    Ego4D rows (video_uid, clip_start, clip_end, clip_text, action_antonym_clip_text) as
+    _video/_label/_antonym (+ clip); the third option is always "Not sure"."""
+    if "rel_vid_path" in row:
+        return {"_video": f"sth-sth-v2/videos/{row['rel_vid_path']}", "_label": row["label"],
+                "_antonym": row["label_action_antonym_clip_text"], "_not_sure": "Not sure",
+                "_start": None, "_end": None}
+    return {"_video": f"Ego4d/ego4d_data/v2/full_scale/{row['video_uid']}.mp4",
+            "_label": _paxion_label(row["clip_text"]),
+            "_antonym": _paxion_label(row["action_antonym_clip_text"]), "_not_sure": "Not sure",
+            "_start": float(row["clip_start"]), "_end": float(row["clip_end"])}
 
 
 ROW_PARSERS = {"charades_sta": charades_row, "clevrer": clevrer_row, "how2qa": how2qa_row,
