@@ -13,14 +13,14 @@ from molmo2_jax.model import Molmo2
 
 def make_batch(cfg, rng, b=4, t=16):
     ids = rng.integers(3, 500, (b, t)).astype(np.int32)
-    ids[:, 3] = cfg.image_patch_id
-    ids[:, 2] = cfg.low_res_image_start_token_id
+    ids[:, 3] = cfg.token_ids.image_patch
+    ids[:, 2] = cfg.token_ids.low_res_image_start
     target = np.concatenate([ids[:, 1:], np.full((b, 1), -1)], 1).astype(np.int32)
     weights = np.zeros((b, t), np.float32)
     weights[:, 6:] = rng.uniform(0.5, 2.0, (b, t - 6))
     return {
         "input_ids": ids, "target_ids": target, "loss_weights": weights,
-        "mm_token_type_ids": np.isin(ids, [cfg.image_patch_id, cfg.low_res_image_start_token_id]).astype(np.int32),
+        "mm_token_type_ids": np.isin(ids, cfg.token_ids.vision_ids).astype(np.int32),
         "segment_ids": np.ones((b, t), np.int32), "positions": np.tile(np.arange(t, dtype=np.int32), (b, 1)),
         "pixel_values": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, cfg.vit.patch_dim)).astype(np.float32),
         "image_token_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),

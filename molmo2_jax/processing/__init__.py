@@ -9,7 +9,8 @@ from molmo2_jax.processing.formats import (format_count, format_points, format_t
                                            parse_tracks)
 from molmo2_jax.processing.images import ImageConfig, load_image, process_image
 from molmo2_jax.processing.processor import Molmo2Processor
-from molmo2_jax.processing.tokenizer import (HFTokenizer, Molmo2TokenIds, QwenTokenizer,
+from molmo2_jax.model_config import Molmo2TokenIds
+from molmo2_jax.processing.tokenizer import (HFTokenizer, QwenTokenizer,
                                              SentencePieceTokenizer, Tokenizer, load_tokenizer,
                                              qwen_tokenizer_json, train_sentencepiece)
 from molmo2_jax.processing.video import (VideoConfig, VideoFrames, load_video, process_video,

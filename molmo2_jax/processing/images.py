@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from molmo2_jax.processing.errors import MediaError
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.model_config import Molmo2TokenIds
 
 ImageInput = Any  # a path, encoded bytes, a PIL image or a uint8 [H, W, 3] array
 

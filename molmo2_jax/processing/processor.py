@@ -26,8 +26,8 @@ import numpy as np
 from molmo2_jax.processing import chat as chat_lib
 from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImage, image_token_ids,
                                           load_image, process_image)
-from molmo2_jax.processing.tokenizer import (IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer,
-                                             Molmo2TokenIds, Tokenizer, load_tokenizer)
+from molmo2_jax.model_config import Molmo2TokenIds
+from molmo2_jax.processing.tokenizer import IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer, Tokenizer, load_tokenizer
 from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrames, load_video,
                                          process_video, video_token_segments)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from molmo2_jax.processing.errors import MediaError
 from molmo2_jax.processing.images import normalize, patchify, pooling_windows, resize_uint8
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.model_config import Molmo2TokenIds
 
 
 @dataclasses.dataclass(frozen=True)
