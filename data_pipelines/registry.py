@@ -49,7 +49,6 @@ class DatasetSpec:
     reader_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     size: int | None = None
     licence: str = ODC_UNVERIFIED
-    loss_weight: float | None = None     # flat per-token weight override (Molmo2 point/cap weight)
     notes: str = ""
 
 
@@ -63,7 +62,6 @@ class MixtureEntry:
     root_size_factor: float | None = None  # None: sqrt(len); 0: 1; <1: sqrt(len*f); >=1: sqrt(f)
 
 
-POINT_WEIGHT, CAP_WEIGHT = 0.2, 0.1
 _PIXMO_IMG = "images fetched from URLs into pixmo_images/<sha256(url)> by download.py"
 
 
@@ -133,13 +131,13 @@ def _specs() -> list[DatasetSpec]:
           size=707_000, licence=ODC, notes="size approximate; " + _PIXMO_IMG),
         d("pixmo_points_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           reader="pixmo_points", reader_kwargs={"collection_method": "pointing"}, licence=ODC,
-          loss_weight=POINT_WEIGHT, notes="rows with collection_method=pointing (basic); the "
+          notes="rows with collection_method=pointing (basic); the "
           "card's 2,376,222 rows cover both methods; rows grouped per image; points 0-100"),
         d("pixmo_points_high_freq_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           reader="pixmo_points", reader_kwargs={"collection_method": "counting"}, licence=ODC,
-          loss_weight=POINT_WEIGHT, notes="rows with collection_method=counting (high_frequency)"),
+          notes="rows with collection_method=counting (high_frequency)"),
         d("pixmo_count_train", Task.COUNTING, img, "allenai/pixmo-count", media="url",
-          reader="pixmo_count", size=36_916, licence=ODC, loss_weight=POINT_WEIGHT,
+          reader="pixmo_count", size=36_916, licence=ODC,
           notes="points in pixels: the reader needs the downloaded image for its size"),
         d("pixmo_ask_model_anything", Task.VQA, img, "allenai/pixmo-ask-model-anything",
           media="url", reader="pixmo_qa", size=161_737, licence=ODC),
@@ -153,9 +151,9 @@ def _specs() -> list[DatasetSpec]:
           "allenai/Molmo2-MultiImageQA", media="url", reader="pixmo_multi_image_qa",
           reader_kwargs={"min_images": 2, "max_images": 5}),
         d("pixmo_multi_points", Task.MULTI_IMAGE, multi, "allenai/molmo2-pixmo-multi-points",
-          media="url", loss_weight=POINT_WEIGHT, notes="reuses PixMo-Points images; 0-100"),
+          media="url", notes="reuses PixMo-Points images; 0-100"),
         d("cosyn_point", Task.POINTING, img, "allenai/CoSyn-point", reader="cosyn_point",
-          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT, notes="images embedded; 0-100"),
+          size=68_051, licence=ODC, notes="images embedded; 0-100"),
         # --- text ---
         d("tulu4_max_2304", Task.TEXT, txt, "allenai/molmo2-tulu4-classified", media="none",
           reader="tulu", reader_kwargs={"max_first_message_tokens": 2304}),
@@ -169,15 +167,15 @@ def _specs() -> list[DatasetSpec]:
           "(paper, 3rd-party)"),
         d("vixmo3_top_level_captions_min_3", Task.VIDEO_CAPTION, vid, "allenai/Molmo2-Cap",
           media="manual", reader="molmo2_cap", reader_kwargs={"min_score": 3, "max_captions": 4},
-          loss_weight=CAP_WEIGHT, notes="104k videos / 431k clip captions (paper, 3rd-party)"),
+          notes="104k videos / 431k clip captions (paper, 3rd-party)"),
         # --- video pointing ---
         *[d(f"vixmo_points_minmax_{b}", Task.VIDEO_POINTING, vid, "allenai/Molmo2-VideoPoint",
             media="manual", reader="molmo2_video_points",
-            reader_kwargs={"min_count": lo, "max_count": hi}, loss_weight=POINT_WEIGHT,
+            reader_kwargs={"min_count": lo, "max_count": hi},
             notes="8 configs; YouTube/MammalNet videos (manual), generated (hf)")
           for b, lo, hi in (("0_5", 0, 5), ("6_25", 6, 25), ("26_60", 26, 60))],
         d("academic_points_clip_63s_2fps", Task.VIDEO_POINTING, vid,
-          "allenai/molmo2-academic-video-points", media="manual", loss_weight=POINT_WEIGHT,
+          "allenai/molmo2-academic-video-points", media="manual",
           notes="max 60 points"),
     ]
     # --- image academic ---
@@ -215,7 +213,7 @@ def _specs() -> list[DatasetSpec]:
             if name not in {x.name for x in specs}:
                 specs.append(d(name, Task.TRACKING, vid, repo, media="manual", allow_patterns=pat,
                                reader="molmo2_track" if kw else None, reader_kwargs=kw,
-                               loss_weight=POINT_WEIGHT, notes="code name pattern inferred"))
+                               notes="code name pattern inferred"))
     return specs
 
 

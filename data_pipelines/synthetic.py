@@ -24,10 +24,11 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines import media
-from molmo2_jax.processing import formats
 from data_pipelines.packing import MediaField
 from data_pipelines.schema import (Box, Conversation, Example, ImageRef, Message, Points, Task,
                                    Track, VideoRef)
+from molmo2_jax.processing import formats
+from molmo2_jax.processing.chat import branch_weights, loss_weighting
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (30, 160, 60), "blue": (40, 80, 220), "yellow": (235, 195, 20)}
@@ -338,8 +339,8 @@ class ByteLevelEncoder:
     Tokens: UTF-8 bytes (+16) and a few specials; BOS, then the media tokens (shared prefix,
     branch -1), then one branch per conversation (message tree) with position_ids continuing
     after the prefix. target_ids[t] is the next token of the same branch (-1 at a span's end);
-    loss_weights is 1
-    (or `meta['loss_weight']`) where the target is an assistant byte or its EOS.
+    loss_weights follow `chat.loss_weighting` (the demo's synthetic mixture: 1) where the target is an
+    assistant byte or its EOS.
     Images: a global and a centre crop of `crop_px` squares in `patch_px` patches (16 x 48
     values), 2x2 pooling -> 8 `<im_patch>` tokens. Video frames: one crop each, 3x3 pooling
     over the 4x4 patch grid (-1 padded) -> 4 tokens per frame.
@@ -347,6 +348,7 @@ class ByteLevelEncoder:
 
     crop_px: int = 16
     patch_px: int = 4
+    mixture: str = "synthetic"
 
     @property
     def crop_shape(self) -> tuple[int, int]:
@@ -407,14 +409,16 @@ class ByteLevelEncoder:
     def __call__(self, ex: Example) -> dict[str, np.ndarray]:
         prefix, out = self._media(ex)
         prefix = [EOS] + prefix  # BOS = EOS, as in Molmo2
-        weight = float(ex.meta.get("loss_weight", 1.0))
+        rule = loss_weighting(ex.task, ex.source, self.mixture)
         ids, targets, weights, branches, positions = [], [], [], [], []
 
         def add(tokens: list[int], is_loss: list[bool], branch: int, start: int) -> None:
             """One span; weights[t] scores predicting tokens[t + 1] (targets already shifted)."""
             ids.extend(tokens)
             targets.extend(tokens[1:] + [-1])  # -1: no target
-            weights.extend([weight * x for x in is_loss[1:]] + [0.0])
+            mask = [float(x) for x in is_loss[1:]]
+            w = branch_weights(mask, rule, len(ex.conversations)) if branch >= 0 and any(mask) else mask
+            weights.extend([float(x) for x in w] + [0.0])
             branches.extend([branch] * len(tokens))
             positions.extend(range(start, start + len(tokens)))
 
