@@ -28,7 +28,7 @@ from data_pipelines.packing import MediaField
 from data_pipelines.schema import (Box, Conversation, Example, ImageRef, Message, Points, Task,
                                    Track, VideoRef)
 from molmo2_jax.processing import formats
-from molmo2_jax.processing.chat import branch_weights, loss_weighting
+from molmo2_jax.processing.chat import branch_positions, branch_weights, loss_weighting
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (30, 160, 60), "blue": (40, 80, 220), "yellow": (235, 195, 20)}
@@ -205,25 +205,23 @@ class SyntheticSource:
         centres = [s.centre(cfg) for s in shapes[:k]]
         return shapes, label, centres
 
-    def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
-        k = int(rng.integers(1, cfg.max_count + 1))
+    def _points_example(self, rng: np.random.Generator, cfg: SyntheticConfig, k: int, style: str) -> Example:
+        """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
         shapes, label, centres = self._targets_scene(rng, cfg, k)
-        conv = Conversation([Message("user", f"Point to the {label}."),
-                             Message("assistant", formats.format_points([(1, centres)], label))],
-                            style="pointing")
+        if style == "pointing":
+            question, answer = f"Point to the {label}.", formats.format_points([(1, centres)], label)
+        else:
+            question, answer = f"How many {label} are there?", formats.format_count([(1, centres)], label)
+        conv = Conversation([Message("user", question), Message("assistant", answer)], style=style)
         return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
 
+    def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
+        return self._points_example(rng, cfg, int(rng.integers(1, cfg.max_count + 1)), "pointing")
+
     def _counting(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
-        k = int(rng.integers(0, cfg.max_count + 1))
-        shapes, label, centres = self._targets_scene(rng, cfg, k)
-        conv = Conversation([Message("user", f"How many {label} are there?"),
-                             Message("assistant", formats.format_count([(1, centres)], label))],
-                            style="point_count")
-        return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
-                       points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
-                       count=k)
+        return self._points_example(rng, cfg, int(rng.integers(0, cfg.max_count + 1)), "point_count")
 
     @staticmethod
     def _vqa(rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
@@ -410,9 +408,9 @@ class ByteLevelEncoder:
         prefix, out = self._media(ex)
         prefix = [EOS] + prefix  # BOS = EOS, as in Molmo2
         rule = loss_weighting(ex.task, ex.source, self.mixture)
-        ids, targets, weights, branches, positions = [], [], [], [], []
+        ids, targets, weights, branches = [], [], [], []
 
-        def add(tokens: list[int], is_loss: list[bool], branch: int, start: int) -> None:
+        def add(tokens: list[int], is_loss: list[bool], branch: int) -> None:
             """One span; weights[t] scores predicting tokens[t + 1] (targets already shifted)."""
             ids.extend(tokens)
             targets.extend(tokens[1:] + [-1])  # -1: no target
@@ -420,9 +418,8 @@ class ByteLevelEncoder:
             w = branch_weights(mask, rule, len(ex.conversations)) if branch >= 0 and any(mask) else mask
             weights.extend([float(x) for x in w] + [0.0])
             branches.extend([branch] * len(tokens))
-            positions.extend(range(start, start + len(tokens)))
 
-        add(prefix, [False] * len(prefix), -1, 0)
+        add(prefix, [False] * len(prefix), -1)
         for k, conv in enumerate(ex.conversations):
             tokens, is_loss = [], []
             for m in conv.messages:
@@ -430,12 +427,12 @@ class ByteLevelEncoder:
                 text = self._bytes(m.content) + ([EOS] if assistant else [])
                 tokens += [ASSISTANT if assistant else USER] + text
                 is_loss += [False] + [assistant] * len(text)
-            add(tokens, is_loss, k, len(prefix))
+            add(tokens, is_loss, k)
         out["input_ids"] = np.asarray(ids, np.int32)                 # [T]
         out["target_ids"] = np.asarray(targets, np.int32)            # [T]
         out["loss_weights"] = np.asarray(weights, np.float32)        # [T]
         out["branch_ids"] = np.asarray(branches, np.int32)           # [T]
-        out["position_ids"] = np.asarray(positions, np.int32)        # [T]
+        out["position_ids"] = branch_positions(out["branch_ids"])   # [T]
         out["mm_token_type_ids"] = np.isin(out["input_ids"], MM_TOKENS).astype(np.int32)
         return out
 

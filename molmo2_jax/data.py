@@ -72,7 +72,6 @@ def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
     fields = default_token_fields(processor.token_ids.pad)
-    fields.pop("loss_mask", None)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
 

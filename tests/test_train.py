@@ -45,17 +45,11 @@ def test_loss_is_normalised_by_the_weight_sum():
     assert int(aux["loss_tokens"]) == 2
 
 
-def test_target_ids_and_shifted_loss_mask_agree():
-    rng = np.random.default_rng(0)
-    logits = jnp.asarray(rng.normal(size=(2, 6, 11)), jnp.float32)
-    ids = jnp.asarray(rng.integers(0, 11, (2, 6)))
-    mask = jnp.asarray(rng.random((2, 6)) < 0.7)
-    w = jnp.asarray(rng.uniform(0.1, 1, (2, 6)), jnp.float32)
-    shifted, _ = train.weighted_cross_entropy(logits, {"input_ids": ids, "loss_mask": mask, "loss_weights": w})
-    explicit, _ = train.weighted_cross_entropy(logits, {
-        "target_ids": jnp.concatenate([jnp.where(mask[:, 1:], ids[:, 1:], -1), -jnp.ones((2, 1), ids.dtype)], 1),
-        "loss_weights": jnp.pad(w[:, 1:], ((0, 0), (0, 1)))})
-    np.testing.assert_allclose(float(shifted), float(explicit), rtol=1e-6)
+def test_a_batch_without_target_ids_is_an_error_naming_the_encoder():
+    logits = jnp.zeros((1, 3, 5), jnp.float32)
+    with pytest.raises(KeyError, match="training_example"):
+        train.weighted_cross_entropy(logits, {"input_ids": jnp.zeros((1, 3), jnp.int32),
+                                              "loss_weights": jnp.ones((1, 3))})
 
 
 def test_loss_falls_and_frozen_vit_gets_no_state_or_update():

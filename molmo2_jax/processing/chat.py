@@ -104,7 +104,22 @@ class TrainingTokens:
     target_ids: np.ndarray  # [T] int32
     loss_weights: np.ndarray  # [T] float32, 0 = no loss
     branch_ids: np.ndarray  # [T] int32, -1 = shared prefix, k = branch k
-    position_ids: np.ndarray  # [T] int32
+
+    @property
+    def position_ids(self) -> np.ndarray:
+        """[T] int32 message-tree positions (`branch_positions`)."""
+        return branch_positions(self.branch_ids)
+
+
+def branch_positions(branch_ids: np.ndarray) -> np.ndarray:
+    """Message-tree positions: each token's index among the tokens it sees (the shared prefix, then its branch)."""
+    shared = branch_ids == SHARED_BRANCH
+    shared_before = np.cumsum(shared) - shared
+    pos = np.where(shared, shared_before, 0).astype(np.int32)
+    for b in np.unique(branch_ids[~shared]):
+        m = branch_ids == b
+        pos[m] = shared_before[m] + np.arange(m.sum())
+    return pos
 
 
 def message_text(content: str | Sequence[Mapping[str, Any]]) -> str:
@@ -219,13 +234,12 @@ def encode_training_example(tok: Tokenizer, branches: Sequence[Sequence[Message]
     prefix = [tok.bos_token_id] + tok.encode(media_prefix(num_images, num_videos) + subtitles.pop())
     encoded = [_branch_tokens(tok, _split_subtitle(b)[1]) for b in branches]
 
-    inputs, targets, weights, branch_ids, positions = [], [], [], [], []
+    inputs, targets, weights, branch_ids = [], [], [], []
     first = encoded[0][0]
     inputs += prefix
     targets += prefix[1:] + first[:1]
     weights += [0.0] * len(prefix)
     branch_ids += [SHARED_BRANCH] * len(prefix)
-    positions += range(len(prefix))
     k = len(encoded)
     for b, (ids, mask) in enumerate(encoded):
         w = branch_weights(mask[1:] + [1.0], weighting, k)  # target-aligned; the final EOS has a loss
@@ -233,9 +247,7 @@ def encode_training_example(tok: Tokenizer, branches: Sequence[Sequence[Message]
         targets += ids[1:] + [tok.eos_token_id]
         weights += w.tolist()
         branch_ids += [b] * len(ids)
-        positions += range(len(prefix), len(prefix) + len(ids))
     return TrainingTokens(
         np.asarray(inputs, np.int32), np.asarray(targets, np.int32),
         np.asarray(weights, np.float32), np.asarray(branch_ids, np.int32),
-        np.asarray(positions, np.int32),
     )
