@@ -63,15 +63,16 @@ def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
     return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 
-def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
-    from data_pipelines.packing import MediaField, PackSpec, default_token_fields
+def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config):
+    """The packed-sequence layout of a stage config (processor None: Qwen3's pad id, for abstract shapes)."""
+    from data_pipelines.packing import PAD_ID, MediaField, PackSpec, default_token_fields
 
     vit = model_cfg.vit
     crop = (vit.num_patches, vit.patch_dim)
     media = [MediaField.image(config.data.max_crops, crop)]
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
-    fields = default_token_fields(processor.token_ids.pad)
+    fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
 
@@ -89,7 +90,8 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")
     kw = dict(seed=config.seed, process_index=process_index, process_count=process_count,
-              pack_window=config.data.window, num_workers=config.data.num_workers)
+              pack_window=config.data.window, num_workers=config.data.num_workers,
+              max_consecutive_skips=config.data.get("max_consecutive_skips", 256))
     local_batch = config.batch_size // process_count
     if config.data.mixture == "synthetic":
         from data_pipelines.synthetic import synthetic_sources
@@ -103,5 +105,27 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
         raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
                          "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "
                          "--config.data.path=DIR")
-    weights = config_weights(config.data.mixture, dict(config.data.weights))
-    return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, **kw)
+    weights, missing = prepared_mixture(config)
+    return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, missing=missing, **kw)
+
+
+def prepared_mixture(config) -> tuple[dict[str, float], list[str]]:
+    """Shares of the stage mixture from the sizes of the data prepared under `data.path`.
+
+    A mixture dataset that is not prepared stops the run (all of them listed), unless
+    `data.allow_missing`: then it is dropped, logged here and counted in the metrics (`data/missing/<name>`).
+    """
+    import logging
+
+    from data_pipelines.mixture import resolve_mixture
+    from data_pipelines.writer import prepared_datasets
+
+    sizes = prepared_datasets(config.data.path)
+    weights, missing = resolve_mixture(config.data.mixture, dict(config.data.weights), sizes,
+                                       allow_missing=config.data.get("allow_missing", False))
+    if missing:
+        logging.getLogger(__name__).warning(
+            "data.allow_missing: training WITHOUT %d dataset(s) of mixture %s not prepared under %s: %s",
+            len(missing), config.data.mixture, config.data.path, ", ".join(missing))
+        print(f"WARNING: training without {len(missing)} missing dataset(s): {', '.join(missing)}", flush=True)
+    return weights, missing

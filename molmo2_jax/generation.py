@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -86,6 +87,40 @@ def _decode_chunk(graphdef, state, tokens, positions, cache: KVCache, key, done,
     return carry, toks.T, jnp.swapaxes(logits, 0, 1)
 
 
+def check_prompt_length(prompt_tokens: int, max_new_tokens: int, max_positions: int) -> None:
+    """Refuse (one-line ValueError) a prompt that cannot fit the model's positions before allocating its cache."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if prompt_tokens + max_new_tokens > max_positions:
+        raise ValueError(f"the prompt is {prompt_tokens} tokens (text + image/video tokens); with {max_new_tokens} new "
+                         f"tokens that exceeds the model's {max_positions} positions: shorten the prompt, use fewer "
+                         "images/frames or lower --max-new-tokens")
+
+
+def check_cli_args(args: argparse.Namespace) -> str | None:
+    """The first problem with generate's command line (the message for a one-line `error:`), or None."""
+    if args.max_new_tokens < 1:
+        return f"--max-new-tokens must be >= 1, got {args.max_new_tokens}"
+    if args.temperature < 0 or args.temperature != args.temperature:
+        return f"--temperature must be >= 0 (0 = greedy), got {args.temperature}"
+    if args.greedy and args.temperature > 0:
+        return f"--greedy and --temperature {args.temperature} contradict each other; pass one of them"
+    if not 0 < args.top_p <= 1:
+        return f"--top-p must be in (0, 1], got {args.top_p}"
+    if args.out and os.path.isdir(args.out):
+        return f"--out {args.out} is a directory; pass a .png file path"
+    return None
+
+
+def check_prompt_text(prompt: str, special_tokens) -> None:
+    """Refuse user text containing Molmo2's special tokens (e.g. a literal `<im_patch>`): only the processor
+    may write them, and a forged one would shift the image tokens."""
+    found = sorted(t for t in special_tokens if t and t in prompt)
+    if found:
+        raise ValueError(f"the prompt contains the special token(s) {', '.join(found)}, which only the processor "
+                         "writes; remove them or change their spelling (e.g. '< im_patch >')")
+
+
 def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids: Sequence[int] = (),
                     temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, pad_id: int = 0,
                     return_logits: bool = False, chunk: int = 16):
@@ -97,6 +132,7 @@ def generate_tokens(model: Molmo2, batch: dict, max_new_tokens: int, *, stop_ids
     """
     ids = np.asarray(batch["input_ids"], np.int32)
     b, t = ids.shape
+    check_prompt_length(t, max_new_tokens, model.cfg.text.max_position_embeddings)
     mask = np.asarray(batch.get("attention_mask", np.ones_like(ids)), np.int32)
     length = bucket(t)
     pad = length - t
@@ -162,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="PNG with the parsed points drawn (for --video: a strip of frames with tracks)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    problem = check_cli_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     import molmo2_jax
     from molmo2_jax.processing.formats import parse_points
 
@@ -169,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         model, processor = molmo2_jax.load(args.checkpoint)
         if processor is None:
             raise FileNotFoundError(f"{args.checkpoint} has no tokenizer/processor files; add tokenizer.json")
+        check_prompt_text(args.prompt, processor.tokenizer.special_tokens)
         temperature = 0.0 if args.greedy else args.temperature
         result = generate(model, processor, args.prompt, images=args.image or None,
                           videos=[args.video] if args.video else None, max_new_tokens=args.max_new_tokens,

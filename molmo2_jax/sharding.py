@@ -102,6 +102,14 @@ def create_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules=LOGICAL_RUL
     return nnx.merge(graphdef, state)
 
 
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+    """Pin an activation to the layout of its logical `axes` on the current mesh (no-op without a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, x.shape, mesh))
+
+
 def batch_axes(ndim: int, seq_axis: int | None = 1) -> tuple[str | None, ...]:
     """Logical axes of a batch array: `batch` first, `length` at `seq_axis` (if any), the rest unnamed."""
     axes: list[str | None] = ["batch"] + [None] * (ndim - 1)

@@ -50,3 +50,30 @@ def tiny_inference_dir(tmp_path_factory):
     save_params(str(d / "model"), Molmo2(cfg, rngs=nnx.Rngs(0)))
     proc.save(str(d / "model"), sp)
     return d
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A started local stand-in HF hub (tests/hub_server.py); HF_ENDPOINT and the client point at it.
+
+    Add repos with `hub.datasets["allenai/x"] = {"data/train-00000-of-00001.parquet": bytes}` and
+    image URLs with `hub.web["a.jpg"] = bytes` (`hub.web_url("a.jpg")`). Subprocesses inherit the
+    environment (HF_ENDPOINT, HF_HOME under tmp_path, telemetry off).
+    """
+    from hub_server import StandInHub
+
+    server = StandInHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:  # the client reads HF_ENDPOINT at import: repoint an already imported one
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    except ImportError:
+        pass
+    yield server
+    server.stop()

@@ -188,3 +188,60 @@ def multiple_choice_accuracy(prediction: str, options: Sequence[str], answer: in
 def counting_accuracy(prediction: str, target: int) -> float:
     """1.0 if the count parsed from the prediction (`formats.parse_count`) equals the target exactly."""
     return float(parse_count(prediction) == int(target))
+
+
+# ------------------------------------------------------------------------------------------------
+# allenai/molmo2 `VqaEval` (olmo/eval/vqa.py, evaluators.py): the scores its benchmark table reports.
+
+
+def clean_vqa_prediction(prediction: str) -> str:
+    """VqaEval's answer cleanup: text after "Answer:", else the most frequent line, whitespace collapsed."""
+    pred = prediction.strip()
+    if "Answer:" in pred:
+        return pred.split("Answer:")[1].strip()
+    if "\n" in pred:
+        lines = [" ".join(x.strip().split()) for x in pred.split("\n")]
+        counts = {line: lines.count(line) for line in lines}
+        most = max(counts.values())
+        return next(line for line in lines if counts[line] == most)
+    return " ".join(pred.split())
+
+
+def _allenai_preprocess(text: str) -> str:
+    """allenai `preprocess_answer`: lower-case and strip first, then the VQAv2 rules."""
+    return normalize_vqa_answer(text.replace("\n", " ").replace("\t", " ").lower().strip())
+
+
+def allenai_vqa_score(answers: Sequence[str] | str, prediction: str) -> float:
+    """allenai `vqa_score`: min(#matching answers / 3, 1) with no leave-one-out; a str target is exact match."""
+    pred = _allenai_preprocess(prediction)
+    if isinstance(answers, str):
+        return float(pred == answers)
+    refs = [_allenai_preprocess(a) for a in answers]
+    return min(refs.count(pred) / 3.0, 1.0)
+
+
+def allenai_anls(answer: str, prediction: str, theta: float = 0.5) -> float:
+    """allenai `anls_metric` (pix2struct): case-insensitive, space-sensitive normalised Levenshtein."""
+    longest = max(len(answer), len(prediction))
+    distance = levenshtein(answer.lower(), prediction.lower()) / longest if longest else 0.0
+    return 1 - distance if distance < theta else 0.0
+
+
+def relaxed_correctness(answer: str, prediction: str, max_relative_change: float = 0.05) -> bool:
+    """ChartQA relaxed accuracy (pix2struct): numbers within 5% ("12%" = 0.12), else case-insensitive match."""
+    def to_float(text: str) -> float | None:
+        try:
+            return float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            return None
+
+    pred, target = to_float(prediction), to_float(answer)
+    if pred is not None and target:
+        return abs(pred - target) / abs(target) <= max_relative_change
+    return prediction.lower() == answer.lower()
+
+
+def exact_match(answers: Sequence[str], prediction: str) -> bool:
+    """allenai `em`: the prediction equals one answer, ignoring case."""
+    return prediction.lower() in [a.lower() for a in answers]

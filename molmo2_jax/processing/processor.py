@@ -207,7 +207,9 @@ class Molmo2Processor:
         if isinstance(video, VideoFrames):
             return video
         if isinstance(video, (str, os.PathLike)):
-            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps)
+            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps,
+                              max_frame_pixels=self.video.max_frame_pixels,
+                              max_video_pixels=self.video.max_video_pixels)
         if isinstance(video, tuple) and len(video) == 2:
             return VideoFrames(*video)
         raise TypeError(f"cannot use a {type(video).__name__} as a video; pass a path, a "
