@@ -123,6 +123,7 @@ def test_example_encoder_reads_the_one_loss_weight_table():
     assert rule("multi_image", "pixmo_multi_points", "stage2") == POINTING_WEIGHTING  # a dataset row
     assert rule("multi_image", "mantis_instruct_nlvr2_multi_only", "stage2") == SFT_WEIGHTING
     assert rule("video_caption", "vixmo3_top_level_captions_min_3", "stage3") == LONG_CAPTION_WEIGHTING
+    assert rule("video_caption", "motionbench_train", "stage2") == SFT_WEIGHTING
     assert rule("pointing", "pixmo_points_train", "stage1") == UNWEIGHTED
     assert rule("counting", "synthetic_counting", "synthetic") == UNWEIGHTED
     assert all(w.weight in (0.1, 0.2) and not w.root_length for w in SFT_LOSS_WEIGHTS.values())

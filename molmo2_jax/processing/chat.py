@@ -71,7 +71,7 @@ SFT_LOSS_WEIGHTS: Mapping[str, LossWeighting] = {
     "pixmo_multi_points": POINTING_WEIGHTING,  # image_pointing, though its task is multi_image
     "video_pointing": POINTING_WEIGHTING,      # vixmo_points_minmax_*, academic_points_clip_63s_2fps
     "tracking": POINTING_WEIGHTING,            # every TRACKING_MIXTURE set
-    "video_caption": LONG_CAPTION_WEIGHTING,   # vixmo3_top_level_captions_min_3
+    "vixmo3_top_level_captions_min_3": LONG_CAPTION_WEIGHTING,  # only this set: other video captions are SFT
 }
 # Mixtures trained with pre-training weights (1 everywhere): stage 1 and the synthetic demo.
 PRETRAINING_MIXTURES = frozenset({"stage1", "synthetic"})
