@@ -27,6 +27,7 @@ import numpy as np
 
 from data_pipelines.schema import BadSample
 
+from molmo2_jax.eval import metrics
 from molmo2_jax.eval.pointing import PointTarget, pointing_counts, precision_recall_f1
 from molmo2_jax.eval.vqa import counting_accuracy, vqa_accuracy
 from molmo2_jax.generation import generate
@@ -72,28 +73,35 @@ def score(example, text: str, width: int, height: int) -> dict[str, Any]:
         boxes = np.asarray([[b.x0 * width, b.y0 * height, b.x1 * width, b.y1 * height]
                             for b in target_boxes(example)], np.float32).reshape(-1, 4)
         tp, n_pred, n_gt = pointing_counts(pred, PointTarget(boxes=boxes))
-        rec.update(points=pts, tp=tp, n_pred=n_pred, n_gt=n_gt)
+        rec.update(points=pts, boxes=boxes.tolist(), tp=tp, n_pred=n_pred, n_gt=n_gt)
     elif example.task == "counting":
         rec.update(count=parse_count(text), target=example.count,
                    correct=counting_accuracy(text, example.count))
     elif example.task == "vqa":
-        rec.update(correct=vqa_accuracy(text, example.conversations[0].messages[1].content))
+        answer = example.conversations[0].messages[1].content
+        rec.update(answer=answer, correct=vqa_accuracy(text, answer))
     return rec
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Dataset-level scores: pointing micro P/R/F1, counting and VQA accuracy."""
+    """Dataset-level scores of `score` records through `eval.metrics.summarize`: pointing micro P/R/F1,
+    counting and VQA accuracy."""
     out: dict[str, float] = {}
     pointing = [r for r in records if r["task"] == "pointing"]
     if pointing:
-        p, r, f1 = precision_recall_f1(sum(x["tp"] for x in pointing), sum(x["n_pred"] for x in pointing),
-                                       sum(x["n_gt"] for x in pointing))
-        out.update(pointing_precision=p, pointing_recall=r, pointing_f1=f1, pointing_n=len(pointing))
-    for task in ("counting", "vqa"):
-        rs = [r for r in records if r["task"] == task]
-        if rs:
-            out[f"{task}_accuracy"] = float(np.mean([r["correct"] for r in rs]))
-            out[f"{task}_n"] = len(rs)
+        preds = [np.asarray([[p["x"], p["y"]] for p in r["points"]], np.float32).reshape(-1, 2) for r in pointing]
+        targets = [PointTarget(boxes=np.asarray(r["boxes"], np.float32).reshape(-1, 4)) for r in pointing]
+        m = metrics.summarize("pointing", preds, targets)
+        out.update(pointing_precision=m["precision_micro"], pointing_recall=m["recall_micro"],
+                   pointing_f1=m["f1_micro"], pointing_n=len(pointing))
+    counting = [r for r in records if r["task"] == "counting"]
+    if counting:
+        m = metrics.summarize("counting", [r["prediction"] for r in counting], [r["target"] for r in counting])
+        out.update(counting_accuracy=m["counting_accuracy"], counting_n=len(counting))
+    vqa = [r for r in records if r["task"] == "vqa"]
+    if vqa:
+        m = metrics.summarize("vqa", [r["prediction"] for r in vqa], [r["answer"] for r in vqa])
+        out.update(vqa_accuracy=m["vqa_accuracy"], vqa_n=len(vqa))
     return out
 
 

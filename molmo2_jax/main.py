@@ -66,7 +66,7 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
     on a laptop with fake devices (`./launch.sh --cpu 8 configs/stage1.py --inspect`).
     """
-    from molmo2_jax.sharding import logical_to_spec
+    from molmo2_jax.sharding import variable_sharding
 
     dtype = DTYPES[config.dtype]
     print(config)
@@ -88,12 +88,9 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
         for path, var in nnx.to_flat_state(state):
             if not hasattr(var.get_raw_value(), "shape"):
                 continue  # optax placeholders (masked-out / empty states)
-            meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
-            axes = meta.get("logical_axes") or (None,) * len(var.shape)
-            spec = logical_to_spec(axes, var.shape, mesh)
-            split = int(np.prod([mesh.shape[a] for s_ in spec if s_ for a in ((s_,) if isinstance(s_, str) else s_)]))
-            total += int(np.prod(var.shape)) * np.dtype(var.dtype).itemsize // split
-            rows.append((".".join(map(str, path)), tuple(var.shape), spec))
+            sharding = variable_sharding(var, mesh)  # the rules table, as create_sharded lays it out
+            total += int(np.prod(sharding.shard_shape(var.shape))) * np.dtype(var.dtype).itemsize
+            rows.append((".".join(map(str, path)), tuple(var.shape), sharding.spec))
         return total, rows
 
     param_bytes, rows = per_device_bytes(nnx.state(model, nnx.Param))
@@ -292,7 +289,7 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_weights", "branch_ids", "mm_token_type_ids",
                "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
                "video_token_pooling", "pixel_values_segment_ids", "pixel_values_videos_segment_ids")
 

@@ -3,9 +3,7 @@
 Reads `data_pipelines.schema.Example` by its fields (no import, so either side can change
 independently): conversations (K > 1 = a message tree over the same media), images (decoded
 `array`, or `data`/`path`), an optional video (path or bytes, optional [start_s, end_s] clip),
-`task` and `meta["loss_weight"]`. Loss weights follow Molmo2: SFT answers 2/sqrt(n)/sqrt(K);
-pointing, counting and tracking a flat 0.2; long video captions a flat 0.1 (a dataset's
-`meta["loss_weight"]` overrides); pre-training 1 everywhere.
+`task` and `source` (the dataset), which pick the loss rule from `chat.SFT_LOSS_WEIGHTS`.
 """
 
 from __future__ import annotations
@@ -15,17 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from molmo2_jax.processing.chat import (LONG_CAPTION_WEIGHTING, POINTING_WEIGHTING, SFT_WEIGHTING,
-                                        UNWEIGHTED, LossWeighting)
+from molmo2_jax.processing.chat import LossWeighting, loss_weighting
 from molmo2_jax.processing.processor import Molmo2Processor
 from molmo2_jax.processing.video import load_video
-
-# Task kinds (data_pipelines.schema.Task) whose datasets Molmo2 trains with flat weights.
-FLAT_WEIGHTS = {
-    "pointing": POINTING_WEIGHTING, "counting": POINTING_WEIGHTING,
-    "video_pointing": POINTING_WEIGHTING, "tracking": POINTING_WEIGHTING,
-    "video_caption": LONG_CAPTION_WEIGHTING,
-}
 
 
 @dataclasses.dataclass
@@ -33,16 +23,11 @@ class ExampleEncoder:
     """Example -> `Molmo2Processor.training_example` arrays (input/target ids, weights, media)."""
 
     processor: Molmo2Processor
-    pretraining: bool = False  # stage 1: every answer token weighs 1
+    mixture: str = ""  # the config's `data.mixture`: pre-training mixtures weigh every answer token 1
 
     def weighting(self, example: Any) -> LossWeighting:
-        """The example's loss weighting: dataset override, else by stage and task."""
-        flat = example.meta.get("loss_weight")
-        if flat is not None:
-            return LossWeighting(root_length=False, root_branches=False, weight=float(flat))
-        if self.pretraining:
-            return UNWEIGHTED
-        return FLAT_WEIGHTS.get(example.task, SFT_WEIGHTING)
+        """The example's loss rule (`chat.loss_weighting`: by mixture, dataset, task)."""
+        return loss_weighting(example.task, example.source, self.mixture)
 
     def __call__(self, example: Any) -> dict[str, np.ndarray]:
         branches = []
