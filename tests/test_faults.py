@@ -79,7 +79,7 @@ def _wait_for_step(proc, workdir, step, timeout=600):
     raise AssertionError(f"the run never logged step {step} (exit code {proc.poll()})")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 @pytest.mark.slow
 def test_signal_at_a_random_step_then_resume_gives_identical_losses(tmp_path, reference, sig):
     _, want = reference
@@ -413,6 +413,14 @@ def test_generate_cli_prompt_longer_than_the_model_is_a_one_line_error(tiny_infe
                           "word " * 5000], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     assert "exceeds the model's" in _error_line(run)
+
+
+def test_convert_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    from molmo2_jax.convert import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["--hf", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
+    assert "is a file; pass a directory" in capsys.readouterr().err
 
 
 def test_truncated_safetensors_and_bad_config_json_name_the_file(tmp_path):
