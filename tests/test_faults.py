@@ -160,7 +160,8 @@ def test_full_disk_stops_at_the_failed_save_then_resumes(tmp_path, reference):
     assert proc.returncode == 1, err[-3000:]
     line = _error_line(subprocess.CompletedProcess([], 1, out, err))
     assert "saving the checkpoint of step 4" in line and "last complete checkpoint is step 2" in line, line
-    assert max(_losses(tmp_path)) <= 5, "the failed save surfaced one step late at most"
+    # surfaces at the first step after the background write fails, at the latest when the next save starts
+    assert max(_losses(tmp_path)) <= 6
     assert time.time() - t0 < 120
     run = _main(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
