@@ -99,6 +99,7 @@ class DataCounters:
     tokens: int = 0
     real_tokens: int = 0
     batches: int = 0
+    missing: tuple[str, ...] = ()  # mixture datasets dropped with data.allow_missing (reported in metrics)
 
     def __post_init__(self):
         n = len(self.names)
@@ -127,6 +128,7 @@ class DataCounters:
         out = {"data/packing_efficiency": self.packing_efficiency,
                "data/skipped_total": float(self.skipped.sum())}
         out.update({f"data/examples/{n}": float(c) for n, c in zip(self.names, self.examples)})
+        out.update({f"data/missing/{n}": 1.0 for n in self.missing})
         for n, reasons in self.skipped_by_dataset().items():
             out.update({f"data/skipped/{n}/{r}": float(c) for r, c in reasons.items()})
         return out
@@ -145,20 +147,20 @@ class DataCounters:
 class _CountingIterDataset(grain.IterDataset):
     """Last stage: strips the per-pack counts from batches into `iterator.counters`."""
 
-    def __init__(self, parent: grain.IterDataset, names: Sequence[str]):
+    def __init__(self, parent: grain.IterDataset, names: Sequence[str], missing: Sequence[str] = ()):
         super().__init__(parent)
-        self._names = list(names)
+        self._names, self._missing = list(names), tuple(missing)
 
     def __iter__(self) -> DataIterator:
-        return DataIterator(self._parent.__iter__(), self._names)
+        return DataIterator(self._parent.__iter__(), self._names, self._missing)
 
 
 class DataIterator(grain.DatasetIterator):
     """Batches of packed sequences; `counters` accumulates; state = parent state + counters."""
 
-    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str]):
+    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str], missing: Sequence[str] = ()):
         super().__init__(parent)
-        self.counters = DataCounters(list(names))
+        self.counters = DataCounters(list(names), missing=tuple(missing))
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = dict(next(self._parent))
@@ -179,7 +181,8 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
                    process_index: int = 0, process_count: int = 1,
                    media_roots: Mapping[str, str | None] | None = None, pack_window: int = 256,
                    num_workers: int = 0, worker_buffer_size: int = 2, read_threads: int = 2,
-                   shuffle: bool = True, max_consecutive_skips: int = 256) -> grain.IterDataset:
+                   shuffle: bool = True, missing: Sequence[str] = (),
+                   max_consecutive_skips: int = 256) -> grain.IterDataset:
     """Molmo2 training data for one process: an infinite IterDataset of packed batches.
 
     sources: dataset name -> random-access source of `Example`s or serialized records
@@ -211,7 +214,7 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=num_workers, per_worker_buffer_size=worker_buffer_size))
-    return _CountingIterDataset(it, names)
+    return _CountingIterDataset(it, names, missing)
 
 
 def prepared_pipeline(data_path: str, weights: Mapping[str, float], encode_fn: EncodeFn,

@@ -6,7 +6,7 @@ the Grain pipeline, `encode_fn` in `molmo2_jax/processing/`, evaluators) reads o
 Coordinates are fractions of the referenced image/frame's width and height, in [0, 1] (x right,
 y down), so readers need no image sizes and `x * 1000` is the Molmo2 output coordinate; times are
 seconds from the start of the video (clip). Target text in conversations uses the Molmo2 output
-formats (`data_pipelines/targets.py`).
+formats (`molmo2_jax/processing/formats.py`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from molmo2_jax import train
 from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSignals
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
-from molmo2_jax.model_config import get_config as get_model_config
+from molmo2_jax.model_config import preset
 from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
@@ -35,7 +35,7 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
     path = config.init.checkpoint
     if not path:
-        cfg = cfg or get_model_config(config.model.name)
+        cfg = cfg or preset(config.model.name)
         return create_sharded(lambda: Molmo2(cfg, dtype=dtype, rngs=nnx.Rngs(config.seed), **kw), mesh)
     if is_checkpoint(path):
         return load_params(path, mesh, dtype, **kw)
@@ -46,7 +46,8 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
 
 def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     lrs = {c: config.learning_rate[c] for c in train.COMPONENTS}
-    schedules = train.learning_rate_schedules(lrs, config.warmup_steps, config.total_steps, config.lr_final_fraction)
+    warmup = {c: dict(config.get("component_warmup_steps", {})).get(c, config.warmup_steps) for c in train.COMPONENTS}
+    schedules = train.learning_rate_schedules(lrs, warmup, config.total_steps, config.lr_final_fraction)
     tx = train.make_optimizer(schedules, weight_decay=config.weight_decay, clip=config.grad_clip,
                               max_consecutive_nonfinite=config.max_consecutive_nonfinite)
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
@@ -69,6 +70,7 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
 
     dtype = DTYPES[config.dtype]
     print(config)
+    print(__import__("configs.recipe").recipe.describe(config))  # resolved schedule + mixture (configs/recipe.py)
     print(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices")
 
     def make():
@@ -101,7 +103,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     grad_bytes, _ = per_device_bytes(trainable)
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
-          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations not counted")
+          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
+    from molmo2_jax.step_report import compiled_step_report, format_report
+
+    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
@@ -198,7 +203,9 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         print(f"resumed from step {start}", flush=True)
     start = start or 0
     source_names = list(iterator.counters.names)
-    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names))
+    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names),
+                                    (config.get("residual_dropout", 0.0), config.get("response_residual_dropout", 0.0)),
+                                    config.seed)
     source_sums = np.zeros((2, len(source_names)))
     writer = MetricsWriter(workdir, start)
     flops_per_token = model_flops_per_token(model, config.seq_len)
@@ -258,12 +265,11 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
 def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
-    from molmo2_jax.data import save_processor
 
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")
-        save_processor(processor, path, tok if os.path.exists(tok) else None)
+        processor.save(path, tok if os.path.exists(tok) else None)
 
 
 def global_batch_array(local: np.ndarray, mesh) -> jax.Array:

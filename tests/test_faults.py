@@ -390,7 +390,7 @@ def test_truncate_metrics_keeps_rows_up_to_the_restored_step(tmp_path):
     (["--top-p", "0"], "--top-p must be in (0, 1]"),
 ])
 def test_generate_refuses_bad_arguments_in_one_line(capsys, args, message):
-    from molmo2_jax.generate import main
+    from molmo2_jax.generation import main
 
     assert main(["--checkpoint", "/nonexistent", "--prompt", "hi", *args]) == 2
     err = capsys.readouterr().err
@@ -398,7 +398,7 @@ def test_generate_refuses_bad_arguments_in_one_line(capsys, args, message):
 
 
 def test_generate_refuses_prompts_past_the_positions_and_forged_special_tokens():
-    from molmo2_jax.generate import check_prompt_length, check_prompt_text
+    from molmo2_jax.generation import check_prompt_length, check_prompt_text
 
     check_prompt_length(4000, 96, 4096)
     with pytest.raises(ValueError, match="the prompt is 50000 tokens.*exceeds the model's 4096 positions"):
