@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh connector")
     args = p.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"error: --out {args.out} is a file; pass a directory (it is created if missing)", file=sys.stderr)
+        return 2
     try:
         if args.to_hf:
             if not args.checkpoint:

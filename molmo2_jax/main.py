@@ -308,9 +308,13 @@ def main(argv):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, DataError) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # a failed async save leaves Orbax tasks that would log tracebacks below the error at exit
     return 0
 
 
