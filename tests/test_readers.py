@@ -253,3 +253,26 @@ def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path):
     with pytest.raises(ValueError, match="no reader yet"):
         writer.prepare("doc_qa", str(tmp_path), str(tmp_path / "prep"))
     assert registry.get("doc_qa").reader is None
+
+
+def test_tulu_drops_molmo2_excluded_subsets_and_folds_system_messages(tmp_path):
+    path = tmp_path / "tulu.jsonl"
+    ok = {"first_message_qwen3_tokens": 5, "empty_messages": False, "has_special_token": False}
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    rows = [
+        {"id": 1, "messages": [{"role": "system", "content": "be brief"}, *chat], "source": "s",
+         "category": "general", **ok},
+        {"id": 2, "messages": chat, "source": "s", "category": "code", **ok},
+        {"id": 3, "messages": chat, "source": "s", "category": "non-english", **ok},
+        {"id": 4, "messages": chat, "source": "allenai/puzzle_data_160k-ngram-filtered", "category": "g", **ok},
+        {"id": 5, "messages": chat, "source": "allenai/verifiable-reasoning-filtered-o4-mini-filtered",
+         "category": "g", **ok},
+        {"id": 6, "messages": chat, "source": "allenai/hardcoded-olmo", "category": "g", **ok},
+        {"id": 7, "messages": [*chat, {"role": "assistant", "content": "twice"}], "source": "s", "category": "g",
+         **ok},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    (ex,), skipped = _read("tulu", str(path), tmp_path, max_first_message_tokens=2304)
+    assert [m.role for m in ex.conversations[0].messages] == ["user", "assistant"]
+    assert ex.conversations[0].messages[0].content == "System: be brief\nq"
+    assert skipped == {"filtered": 6}
