@@ -5,7 +5,8 @@ import pytest
 
 from configs import stage1
 from data_pipelines import registry
-from data_pipelines.mixture import BOTH_COUNTING_MODES, MissingDatasets, resolve_mixture, size_term
+from data_pipelines.mixture import (BOTH_COUNTING_MODES, MissingDatasets, molmo2_len, resolve_mixture, size_term,
+                                    stage_weights)
 from data_pipelines.schema import Conversation, Example, Message, Task
 from data_pipelines.writer import write_examples
 from molmo2_jax.data import make_processor, make_train_data, model_config_for, prepared_mixture
@@ -37,17 +38,25 @@ def _config(root, **data):
     return c
 
 
-def test_stage1_pointing_share_is_split_by_sqrt_size_with_count_in_both_modes(tmp_path):
+def test_stage1_pointing_share_is_split_by_sqrt_size(tmp_path):
     weights, missing = resolve_mixture("stage1", dict(stage1.get_config().data.weights), SIZES)
     assert not missing
     pointing = ["pixmo_points_train", "pixmo_count_train", "pixmo_points_high_freq_train", "cosyn_point"]
-    terms = {n: size_term(SIZES[n] * (2 if n in BOTH_COUNTING_MODES else 1), None) for n in pointing}
+    terms = {n: size_term(SIZES[n], None) for n in pointing}
     for n in pointing:
         assert weights[n] == pytest.approx(0.3 * terms[n] / sum(terms.values()))
     assert weights["pixmo_cap_with_transcripts"] == pytest.approx(0.6)
     assert weights["tulu4_max_2304"] == pytest.approx(0.1)
-    # PixMo-Count's 36 examples count as 72: its share is sqrt(2) larger than without the doubling
-    assert weights["pixmo_count_train"] / weights["cosyn_point"] == pytest.approx(np.sqrt(72 / 81))
+
+
+def test_pixmo_count_counts_twice_from_registry_rows_as_in_both_counting_modes():
+    """Registry sizes are upstream rows; Molmo2 (and our readers) use each PixMo-Count row in two modes."""
+    rows = registry.REGISTRY["pixmo_count_train"].size
+    assert "pixmo_count_train" in BOTH_COUNTING_MODES and molmo2_len("pixmo_count_train", rows) == 2 * rows
+    weights = stage_weights(1, sizes={"pixmo_points_train": 100, "pixmo_points_high_freq_train": 100,
+                                      "tulu4_max_2304": 10})
+    cosyn = registry.REGISTRY["cosyn_point"].size
+    assert weights["pixmo_count_train"] / weights["cosyn_point"] == pytest.approx(np.sqrt(2 * rows / cosyn))
 
 
 def test_missing_mixture_datasets_stop_the_run_listing_all(tmp_path):
