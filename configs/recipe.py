@@ -70,6 +70,8 @@ OFFICIAL: dict[int, list[Row]] = {
         Row("data.weights", {"captions": 0.6, "pointing": 0.3, "nlp": 0.1},
             f"{PRETRAIN} KwargsMixture(1 - pointing - nlp) / (--pointing 0.3) / (--nlp 0.1)"),
         Row("data.max_crops", 16, f"{PRETRAIN} VideoPreprocessorConfig(max_frames=16): 16 crops per pack"),
+        Row("data.system_prompt", "style_and_length_v2", f"{PRETRAIN} DataFormatter(system_prompt=...); "
+            "olmo/preprocessing/data_formatter.py get_system_prompt"),
         *_common(PRETRAIN),
     ],
     2: [

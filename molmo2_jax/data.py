@@ -89,7 +89,8 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
 
     from molmo2_jax.processing.encode import ExampleEncoder
 
-    encoder = ExampleEncoder(processor, pretraining=config.data.mixture in ("stage1", "synthetic"))
+    encoder = ExampleEncoder(processor, pretraining=config.data.mixture in ("stage1", "synthetic"),
+                             system_prompt=config.data.get("system_prompt", ""))
     spec = pack_spec(config, processor, model_cfg)
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")

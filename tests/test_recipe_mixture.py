@@ -94,3 +94,38 @@ def test_packed_example_counts_match_configured_shares(tmp_path):
     total = sum(counts.values())
     for name, share in weights.items():
         assert abs(counts[name] / total - share) <= 0.02, (name, counts[name] / total, share)
+
+
+def test_stage1_prompts_use_style_and_length_v2():
+    from data_pipelines.schema import Points
+
+    from molmo2_jax.processing.encode import ExampleEncoder, style_and_length_v2
+
+    caption = "A red circle next to a blue square. " * 4
+    rng = np.random.default_rng(0)
+    hints = [style_and_length_v2("long_caption", "", caption, rng) for _ in range(400)]
+    plain = sum(h == "long_caption:" for h in hints)
+    assert 20 < plain < 70  # ~10% without a length hint
+    lengths = [int(h.split()[1][:-1]) for h in hints if h != "long_caption:"]
+    assert abs(np.mean(lengths) - len(caption) / 15) < 1 and np.std(lengths) > 0.5  # noisy hint of len // 15
+    assert style_and_length_v2("pointing", "dogs", "<points ...>", rng) == "pointing: dogs"
+
+    seen = []
+
+    class Spy:
+        def training_example(self, branches, images, videos, weighting):
+            seen.extend(b[0]["content"] for b in branches)
+            return {}
+
+    ex = Example("img", "pixmo_points_train", Task.POINTING,
+                 [Conversation([Message("user", "Point to the Dogs."), Message("assistant", "x")], "pointing"),
+                  Conversation([Message("user", "How many cats?"), Message("assistant", "y")], "point_count")],
+                 points=[Points("Dogs", [(0.1, 0.2)]), Points("cats", [])])
+    ExampleEncoder(Spy(), pretraining=True, system_prompt="style_and_length_v2")(ex)
+    assert seen == ["pointing: dogs", "point_count: cats"]
+    seen.clear()
+    cap = Example("c", "pixmo_cap_with_transcripts", Task.CAPTION,
+                  [Conversation([Message("user", "Describe this image in detail."), Message("assistant", caption)],
+                                "long_caption")])
+    ExampleEncoder(Spy(), pretraining=True, system_prompt="style_and_length_v2")(cap)
+    assert seen[0].startswith("long_caption") and seen[0].endswith(":") and "Describe" not in seen[0]

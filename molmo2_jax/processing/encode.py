@@ -11,6 +11,7 @@ pointing, counting and tracking a flat 0.2; long video captions a flat 0.1 (a da
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,32 @@ FLAT_WEIGHTS = {
 }
 
 
+LABEL_STYLES = ("pointing", "point_count", "cosyn_point")  # "style: label", no length hint
+NO_QUESTION_STYLES = ("long_caption", "transcript")  # PixMo-Cap has no question: the prompt is the prefix alone
+
+
+def style_and_length_v2(style: str, prompt: str, answer: str, rng: np.random.Generator) -> str:
+    """Molmo2 pre-training's user turn (DataFormatter system_prompt='style_and_length_v2', templates 'none').
+
+    Pointing styles: "pointing: label"; every other style gets a noisy length hint 90% of the time,
+    "long_caption 57:" with N = (len(answer) + round-down normal(0, 25)) // 15, else "long_caption:".
+    """
+    if style in LABEL_STYLES:
+        prefix = f"{style}:"
+    elif rng.random() > 0.10:
+        prefix = f"{style} {(len(answer) + int(rng.normal(scale=25))) // 15}:"
+    else:
+        prefix = f"{style}:"
+    return f"{prefix} {prompt}" if prompt else prefix
+
+
 @dataclasses.dataclass
 class ExampleEncoder:
     """Example -> `Molmo2Processor.training_example` arrays (input/target ids, weights, media)."""
 
     processor: Molmo2Processor
     pretraining: bool = False  # stage 1: every answer token weighs 1
+    system_prompt: str = ""  # "style_and_length_v2": Molmo2 stage-1 prompts (`style_and_length_v2`)
 
     def weighting(self, example: Any) -> LossWeighting:
         """The example's loss weighting: dataset override, else by stage and task."""
@@ -46,10 +67,14 @@ class ExampleEncoder:
 
     def __call__(self, example: Any) -> dict[str, np.ndarray]:
         branches = []
-        for conv in example.conversations:
+        for k, conv in enumerate(example.conversations):
             messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content}
                                               for m in conv.messages]
-            if conv.style and messages:
+            if self.system_prompt == "style_and_length_v2" and conv.style and messages:
+                messages[0]["content"] = style_and_length_v2(
+                    conv.style, self._stage1_prompt(example, k, conv.style, messages[0]["content"]),
+                    messages[-1]["content"], np.random.default_rng(zlib.crc32(f"{example.id}/{k}".encode())))
+            elif conv.style and messages:
                 messages[0]["content"] = [{"type": "text", "text": messages[0]["content"],
                                            "style": conv.style}]
             branches.append(messages)
@@ -64,3 +89,12 @@ class ExampleEncoder:
             cfg = self.processor.video
             videos.append(load_video(ref.data or ref.path, cfg.max_frames, cfg.max_fps, clip))
         return self.processor.training_example(branches, images, videos, self.weighting(example))
+
+    @staticmethod
+    def _stage1_prompt(example: Any, branch: int, style: str, question: str) -> str:
+        """The raw prompt Molmo2 pre-training formats: a lower-cased label, nothing for captions, else the text."""
+        if style in NO_QUESTION_STYLES:
+            return ""
+        if style in ("pointing", "point_count") and len(example.points) == len(example.conversations):
+            return example.points[branch].label.lower()
+        return question
