@@ -129,3 +129,24 @@ def test_stage1_prompts_use_style_and_length_v2():
                                 "long_caption")])
     ExampleEncoder(Spy(), pretraining=True, system_prompt="style_and_length_v2")(cap)
     assert seen[0].startswith("long_caption") and seen[0].endswith(":") and "Describe" not in seen[0]
+
+
+def test_sft_image_pointing_uses_24_crops_30_percent_of_the_time():
+    from configs import stage2
+    from molmo2_jax.processing.encode import ExampleEncoder
+    from molmo2_jax.processing.images import ImageConfig
+
+    class Proc:
+        image = ImageConfig(max_crops=8)
+
+    c = stage2.get_config().data
+    enc = ExampleEncoder(Proc(), high_res_datasets=frozenset(c.high_res_datasets), p_high_res=c.p_high_res,
+                         high_res_max_crops=c.high_res_max_crops)
+
+    def crops(source, i):
+        ex = Example(f"{source}-{i}", source, Task.POINTING, [], images=[object()])
+        return enc.processor_for(ex).image.max_crops
+
+    pointing = [crops("pixmo_points_train", i) for i in range(1000)]
+    assert set(pointing) == {8, 24} and abs(pointing.count(24) / 1000 - 0.3) < 0.05
+    assert {crops("chart_qa_weighted", i) for i in range(100)} == {8}

@@ -10,6 +10,7 @@ pointing, counting and tracking a flat 0.2; long video captions a flat 0.1 (a da
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import zlib
 from typing import Any
@@ -55,6 +56,20 @@ class ExampleEncoder:
     processor: Molmo2Processor
     pretraining: bool = False  # stage 1: every answer token weighs 1
     system_prompt: str = ""  # "style_and_length_v2": Molmo2 stage-1 prompts (`style_and_length_v2`)
+    high_res_datasets: frozenset = frozenset()  # SFT image pointing: Molmo2 `override_p_high_res`
+    p_high_res: float = 0.0  # fraction of their examples tiled with up to `high_res_max_crops` crops
+    high_res_max_crops: int = 24
+
+    def processor_for(self, example: Any) -> Molmo2Processor:
+        """Molmo2's high-res override: `p_high_res` of a listed dataset's images (fixed per example id) get
+        up to `high_res_max_crops` crops instead of the processor's max_crops."""
+        if example.source not in self.high_res_datasets or not example.images:
+            return self.processor
+        if np.random.default_rng(zlib.crc32(f"high_res/{example.id}".encode())).random() >= self.p_high_res:
+            return self.processor
+        high = copy.copy(self.processor)
+        high.image = dataclasses.replace(self.processor.image, max_crops=self.high_res_max_crops)
+        return high
 
     def weighting(self, example: Any) -> LossWeighting:
         """The example's loss weighting: dataset override, else by stage and task."""
@@ -88,7 +103,7 @@ class ExampleEncoder:
                 clip = (ref.start_s or 0.0, ref.end_s if ref.end_s is not None else float("inf"))
             cfg = self.processor.video
             videos.append(load_video(ref.data or ref.path, cfg.max_frames, cfg.max_fps, clip))
-        return self.processor.training_example(branches, images, videos, self.weighting(example))
+        return self.processor_for(example).training_example(branches, images, videos, self.weighting(example))
 
     @staticmethod
     def _stage1_prompt(example: Any, branch: int, style: str, question: str) -> str:
