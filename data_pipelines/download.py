@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 
 from data_pipelines import registry
-from data_pipelines.readers import READERS, dataset_files
+from data_pipelines.readers import READERS, dataset_files, held_out_urls
 from data_pipelines.readers.base import iter_rows, pixmo_image_path
 
 USER_AGENT = "molmo2-jax-data/0.1"
@@ -53,8 +53,12 @@ def failure_reason(error: str) -> str:
     return "other"
 
 
-def verify_image(path: str) -> str | None:
-    """None if `path` decodes as an image, else why not (HTML page, undecodable bytes)."""
+def verify_image(path: str, decode: bool = True) -> str | None:
+    """None if `path` is an image, else why not (HTML page, undecodable bytes).
+
+    decode=True decodes every pixel (download time); False only parses the header (a rerun's
+    check of files that were fully verified before being moved into place).
+    """
     from PIL import Image
     with open(path, "rb") as f:
         head = f.read(512).lstrip().lower()
@@ -62,12 +66,17 @@ def verify_image(path: str) -> str | None:
         return "an HTML page, not an image (dead image host?)"
     try:
         with Image.open(path) as im:
-            im.load()
+            if decode:
+                im.load()
             if im.size[0] == 0 or im.size[1] == 0:
                 return "not an image: zero size"
     except Exception as e:  # noqa: BLE001 - PIL raises many types for bad bytes
         return f"not an image: {type(e).__name__}: {e}"
     return None
+
+
+def verify_image_header(path: str) -> str | None:
+    return verify_image(path, decode=False)
 
 
 @dataclasses.dataclass
@@ -100,10 +109,13 @@ class Downloader:
 
     def __init__(self, retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 60.0,
                  chunk: int = 1 << 20, quiet: bool = False, refused_retries: int = 1,
-                 verify: Callable[[str], str | None] | None = None):
+                 verify: Callable[[str], str | None] | None = None,
+                 verify_cached: Callable[[str], str | None] | None = None):
         self.retries, self.backoff_s, self.timeout_s = retries, backoff_s, timeout_s
         self.chunk, self.quiet, self.refused_retries = chunk, quiet, refused_retries
         self.verify = verify  # extra check of a finished file: None if fine, else why not
+        # check of a file already in place (it was verified before the atomic rename)
+        self.verify_cached = verify_cached or verify
         self._lock = threading.Lock()
 
     def _say(self, msg: str) -> None:
@@ -114,7 +126,8 @@ class Downloader:
     def fetch(self, url: str, dest: str, sha256: str | None = None) -> Result:
         """Downloads `url` to `dest` (via `dest.part`, resumed with Range after interruptions)."""
         if os.path.exists(dest) and (sha256_file(dest) == sha256 if sha256 is not None
-                                     else self.verify is None or self.verify(dest) is None):
+                                     else self.verify_cached is None
+                                     or self.verify_cached(dest) is None):
             return Result(url, dest, True, bytes=os.path.getsize(dest), cached=True)
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         part, resumed, error, refused = dest + ".part", False, "", 0
@@ -198,7 +211,7 @@ class Downloader:
 def image_downloader(quiet: bool = False) -> Downloader:
     """Image URLs: a short timeout, 2 retries, 1 retry on a refused connection, decode check."""
     return Downloader(retries=2, backoff_s=0.25, timeout_s=10.0, quiet=quiet, refused_retries=1,
-                      verify=verify_image)
+                      verify=verify_image, verify_cached=verify_image_header)
 
 
 def fetch_image_urls(urls: Iterable[tuple[str, str | None]], raw: str, downloader: Downloader,
@@ -240,6 +253,9 @@ def snapshot(spec: registry.DatasetSpec, raw: str, workers: int) -> str:
     """HF dataset snapshot into raw/hf/<repo> (resumable, parallel: huggingface_hub), verified."""
     from huggingface_hub import snapshot_download
     local = os.path.join(raw, "hf", spec.repo)
+    for repo in spec.held_out:  # eval annotations whose images must not train (no images)
+        snapshot_download(repo, repo_type="dataset", local_dir=os.path.join(raw, "hf", repo),
+                          max_workers=workers)
     snapshot_download(spec.repo, repo_type="dataset", revision=spec.revision, local_dir=local,
                       allow_patterns=list(spec.allow_patterns) or None, max_workers=workers)
     for f in spec.files:
@@ -299,6 +315,8 @@ def download_datasets(specs: Sequence[registry.DatasetSpec], raw: str, *, worker
                                             + (spec.manual or spec.notes or "see the Molmo2 README")
             elif spec.media == "url" and images and spec.repo is not None:
                 urls = image_urls(dataset_files(spec, raw))
+                for u in held_out_urls(spec, raw):  # eval images: never fetched for training
+                    urls.pop(u, None)
                 summary.images[spec.name] = fetch_image_urls(urls.items(), raw, img_dl, workers,
                                                              desc=f"{spec.name} images")
             summary.ok.append(spec.name)
@@ -318,6 +336,9 @@ def describe(specs: Sequence[registry.DatasetSpec]) -> str:
         lines.append(f"{s.name}: {reader}; {size}; {s.origin}; {media}")
         if s.media == "manual" or s.repo is None:
             lines.append(f"    by hand: {s.manual or s.notes or 'see the Molmo2 README'}")
+    missing = [s.name for s in specs if s.reader not in READERS]
+    if missing:
+        lines.append(f"WITHOUT A READER ({len(missing)}): {', '.join(missing)}")
     return "\n".join(lines)
 
 

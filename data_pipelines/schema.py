@@ -165,9 +165,9 @@ def to_dict(ex: Example) -> dict[str, Any]:
     return d
 
 
-def _dicts(d: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    """`d[key]` as a list of dicts (missing -> []); anything else is a malformed record."""
-    items = d.get(key) or []
+def _dicts(d: dict[str, Any], key: str, required: bool = False) -> list[dict[str, Any]]:
+    """`d[key]` as a list of dicts (missing -> [] unless required); anything else is a malformed record."""
+    items = d[key] if required else (d.get(key) or [])
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, dict) for i in items):
         raise TypeError(f"{key!r} must be a list of objects, got {type(items).__name__}")
     return list(items)
@@ -199,9 +199,9 @@ def from_dict(d: dict[str, Any]) -> Example:
             source=str(d["source"]),
             task=str(d["task"]),
             conversations=[
-                Conversation([Message(m["role"], m["content"]) for m in _dicts(c, "messages")],
+                Conversation([Message(m["role"], m["content"]) for m in _dicts(c, "messages", required=True)],
                              c.get("style", ""))
-                for c in _dicts(d, "conversations")
+                for c in _dicts(d, "conversations", required=True)
             ],
             images=[_media_ref(ImageRef, r) for r in _dicts(d, "images")],
             video=_media_ref(VideoRef, video) if video else None,

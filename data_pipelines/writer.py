@@ -1,7 +1,12 @@
 """Canonical examples -> ArrayRecord shards (random access, exact resume via Grain).
 
 Layout: `<root>/<dataset>/<split>-00000.array_record ...` plus `<root>/<dataset>/<split>.json`
-(shard list, example count, media root, reader skip counts). Records are `schema.serialize`d.
+(shard list, example count, media root, reader skip counts by reason, origin/revision and the
+row files read). Records are `schema.serialize`d. Plain ArrayRecord read by Grain's
+`ArrayRecordDataSource`, not TFDS builders: see docs/data.md for why.
+
+A bad row is skipped and counted with its reason; the run exits 1 only when a dataset ends up
+with no examples (or could not be read), naming it and why.
 
     python -m data_pipelines.writer --dataset pixmo_count_train --raw RAW --out PREPARED
     python -m data_pipelines.writer --synthetic 2000 --out PREPARED   # offline demo data
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 
 def write_examples(examples: Iterable[Example], root: str, name: str, split: str = "train",
                    examples_per_shard: int = 10_000, media_root: str | None = None,
-                   skipped: MutableMapping[str, int] | None = None) -> dict:
+                   skipped: MutableMapping[str, int] | None = None,
+                   provenance: dict | None = None) -> dict:
     """Writes examples into shards of `examples_per_shard`; returns (and saves) the index."""
     out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
@@ -61,7 +67,7 @@ def write_examples(examples: Iterable[Example], root: str, name: str, split: str
     index = {"dataset": name, "split": split, "shards": shards,
              "num_examples": sum(s["num_examples"] for s in shards),
              "media_root": os.path.abspath(media_root) if media_root else None,
-             "skipped": dict(counts)}
+             "skipped": dict(counts), **(provenance or {})}
     with open(os.path.join(out_dir, f"{split}.json"), "w") as f:
         json.dump(index, f, indent=1)
     return index
@@ -111,9 +117,12 @@ def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) ->
                                 f"`python -m data_pipelines.download --only {name} --out {raw}`")
     counts: dict[str, int] = {}
     examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
-                            **spec.reader_kwargs)
+                            exclude_urls=readers.held_out_urls(spec, raw), **spec.reader_kwargs)
+    provenance = {"origin": spec.origin, "revision": spec.revision,
+                  "files": [os.path.relpath(f, raw) for f in files]}
     return write_examples(examples, root, name, examples_per_shard=examples_per_shard,
-                          media_root=raw, skipped=counts)  # counts are final once written
+                          media_root=raw, skipped=counts,  # counts are final once written
+                          provenance=provenance)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from molmo2_jax.model_config import Molmo2Config, get_config
+from molmo2_jax.model_config import Molmo2Config, preset
 from molmo2_jax.processing.images import ImageConfig
 from molmo2_jax.processing.processor import Molmo2Processor
 from molmo2_jax.processing.tokenizer import Molmo2TokenIds, SentencePieceTokenizer, load_tokenizer, train_sentencepiece
@@ -41,7 +41,7 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones."""
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
-        vit = get_config("tiny").vit
+        vit = preset("tiny").vit
         image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size,
                             max_crops=config.data.max_crops_per_image, overlap_margins=(1, 1))
         video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
@@ -63,19 +63,20 @@ def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
 
 def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
     """The preset, with the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
-    cfg = get_config(config.model.name)
+    cfg = preset(config.model.name)
     return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 
-def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
-    from data_pipelines.packing import MediaField, PackSpec, default_token_fields
+def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config):
+    """The packed-sequence layout of a stage config (processor None: Qwen3's pad id, for abstract shapes)."""
+    from data_pipelines.packing import PAD_ID, MediaField, PackSpec, default_token_fields
 
     vit = model_cfg.vit
     crop = (vit.num_patches, vit.patch_dim)
     media = [MediaField.image(config.data.max_crops, crop)]
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
-    fields = default_token_fields(processor.token_ids.pad)
+    fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.pop("loss_mask", None)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
@@ -137,34 +138,3 @@ def prepared_mixture(config) -> tuple[dict[str, float], list[str]]:
             len(missing), config.data.mixture, config.data.path, ", ".join(missing))
         print(f"WARNING: training without {len(missing)} missing dataset(s): {', '.join(missing)}", flush=True)
     return weights, missing
-
-
-PROCESSOR_FILE = "processor.json"
-
-
-def save_processor(processor: Molmo2Processor, path: str, tokenizer_file: str | None = None) -> None:
-    """Write the processor settings (and a copy of the tokenizer file, if any) next to the weights."""
-    import json
-    import shutil
-
-    os.makedirs(path, exist_ok=True)
-    name = None
-    if tokenizer_file:
-        name = os.path.basename(tokenizer_file)
-        shutil.copy(tokenizer_file, os.path.join(path, name))
-    with open(os.path.join(path, PROCESSOR_FILE), "w") as f:
-        json.dump({"tokenizer": name, "image": dataclasses.asdict(processor.image),
-                   "video": dataclasses.asdict(processor.video),
-                   "token_ids": dataclasses.asdict(processor.token_ids)}, f, indent=2)
-
-
-def load_processor(path: str) -> Molmo2Processor:
-    """Inverse of `save_processor` (a missing tokenizer file means Qwen3's built-in vocabulary)."""
-    import json
-
-    with open(os.path.join(path, PROCESSOR_FILE)) as f:
-        d = json.load(f)
-    tok = load_tokenizer(os.path.join(path, d["tokenizer"]) if d["tokenizer"] else None)
-    tup = lambda x: {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}  # noqa: E731
-    return Molmo2Processor(tok, ImageConfig(**tup(d["image"])), VideoConfig(**tup(d["video"])),
-                           Molmo2TokenIds(**d["token_ids"]))

@@ -29,7 +29,7 @@ from data_pipelines.schema import BadSample
 
 from molmo2_jax.eval.pointing import PointTarget, pointing_counts, precision_recall_f1
 from molmo2_jax.eval.vqa import counting_accuracy, vqa_accuracy
-from molmo2_jax.generate import generate
+from molmo2_jax.generation import generate
 from molmo2_jax.processing.formats import parse_count, parse_points
 
 SCORED_TASKS = ("pointing", "counting", "vqa")

@@ -19,7 +19,7 @@ from molmo2_jax import train
 from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSignals
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
-from molmo2_jax.model_config import get_config as get_model_config
+from molmo2_jax.model_config import preset
 from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
@@ -35,7 +35,7 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
     path = config.init.checkpoint
     if not path:
-        cfg = cfg or get_model_config(config.model.name)
+        cfg = cfg or preset(config.model.name)
         return create_sharded(lambda: Molmo2(cfg, dtype=dtype, rngs=nnx.Rngs(config.seed), **kw), mesh)
     if is_checkpoint(path):
         return load_params(path, mesh, dtype, **kw)
@@ -103,7 +103,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     grad_bytes, _ = per_device_bytes(trainable)
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
-          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations not counted")
+          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
+    from molmo2_jax.step_report import compiled_step_report, format_report
+
+    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
@@ -262,12 +265,11 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
 def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
-    from molmo2_jax.data import save_processor
 
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")
-        save_processor(processor, path, tok if os.path.exists(tok) else None)
+        processor.save(path, tok if os.path.exists(tok) else None)
 
 
 def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
@@ -317,14 +319,22 @@ def main(argv):
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with a bad `--config.<key>` override as one `error:` line (did-you-mean included)."""
+    import re
+
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         message = str(e)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # ml_collections override errors
         message = str(e.args[0] if e.args else e)
-    message = " ".join(message.replace("\\n", " ").replace("\\'", "'").strip("'\"").split())
-    print(f"error: {message} (see configs/common.py for the keys)", file=sys.stderr)
+    typo = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', message)
+    if typo:
+        good, bad = typo.groups()
+        given = next((a.split("=")[0] for a in argv if a.startswith("--config.") and f".{bad}" in a), bad)
+        message = f'unknown config key {given}; did you mean "{good}"?'
+    else:
+        message = " ".join(message.replace("\\n", " ").split())
+    print(f"error: {message} (the keys are in configs/common.py and the stage config)", file=sys.stderr)
     sys.exit(2)
 
 

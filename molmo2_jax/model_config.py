@@ -211,8 +211,8 @@ def molmo2_o_7b() -> Molmo2Config:
 PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b, "molmo2-o-7b": molmo2_o_7b}
 
 
-def get_config(name: str) -> Molmo2Config:
-    """Look a preset up by the name configs use (`model.name`)."""
+def preset(name: str) -> Molmo2Config:
+    """The model preset a config names (`model.name`: tiny, nano, molmo2-4b, molmo2-8b)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
@@ -286,7 +286,10 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
     if isinstance(hf, str):
         path = os.path.join(hf, "config.json") if os.path.isdir(hf) else hf
         with open(path) as f:
-            hf = json.load(f)
+            try:
+                hf = json.load(f)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path} is not valid JSON ({e}); restore or re-download it") from None
     vc = dict(hf.get("vision_config") or hf.get("vit_config") or {})
     ac = dict(hf.get("adapter_config") or {})
     tc = dict(hf.get("text_config") or {})

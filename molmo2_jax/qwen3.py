@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo, attend, molmo2_mask
+from molmo2_jax.attention import MaskInfo, attend
 from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
@@ -205,8 +205,7 @@ class Qwen3Attention(nnx.Module):
             k, v = _write(ck, k, index), _write(cv, v, index)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        mask = molmo2_mask(info, kv_info)
-        out = attend(q, k, v, mask, impl)
+        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info)  # each impl builds its mask
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
@@ -251,12 +250,15 @@ class Qwen3(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        """LM head over the base vocabulary only (Molmo2's extra rows are input-only)."""
+    def head_weight(self) -> jax.Array:
+        """The LM head [D, vocab] in the compute dtype, over the base vocabulary only (extra rows are input-only)."""
         if self.cfg.tie_word_embeddings:
-            table = self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype)
-            return jnp.einsum("btd,vd->btv", hidden, table)
-        return self.lm_head(hidden)
+            return self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype).T
+        return self.lm_head.kernel[...].astype(self.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """LM head logits [B, T, vocab]."""
+        return jnp.einsum("btd,dv->btv", hidden.astype(self.dtype), self.head_weight())
 
     def __call__(self, embeds: jax.Array, info: MaskInfo, impl: str = "xla",
                  cache: KVCache | None = None, dropout: ResidualDropout | None = None

@@ -31,7 +31,7 @@ def tiny_inference_dir(tmp_path_factory):
     from flax import nnx
 
     from molmo2_jax import model_config as mc
-    from molmo2_jax.data import fit_to_token_ids, save_processor
+    from molmo2_jax.data import fit_to_token_ids
     from molmo2_jax.checkpoints.orbax_io import save_params
     from molmo2_jax.model import Molmo2
     from molmo2_jax.processing.images import ImageConfig
@@ -48,7 +48,7 @@ def tiny_inference_dir(tmp_path_factory):
                            VideoConfig(base_size=56, patch_size=7, max_frames=4))
     cfg = fit_to_token_ids(mc.tiny(), proc.token_ids)
     save_params(str(d / "model"), Molmo2(cfg, rngs=nnx.Rngs(0)))
-    save_processor(proc, str(d / "model"), sp)
+    proc.save(str(d / "model"), sp)
     return d
 
 

@@ -166,3 +166,39 @@ def test_cli_rejects_datasets_outside_the_stage(tmp_path, capsys):
     with pytest.raises(SystemExit):
         download.main(["--stage", "1", "--out", str(tmp_path), "--only", "tulu4"])
     assert "not in stage 1" in capsys.readouterr().err
+
+
+def test_list_prints_reader_size_source_and_manual_steps_per_dataset(capsys):
+    assert download.main(["--stage", "2", "--list"]) == 0
+    out = capsys.readouterr().out
+    for spec in registry.stage_datasets(2):
+        line = next(x for x in out.splitlines() if x.startswith(spec.name + ":"))
+        assert ("NO READER" in line) == (spec.reader is None), line
+        assert spec.origin in line
+        assert (f"{spec.size:,} examples" if spec.size else "size unknown") in line
+    assert "vixmo_points_minmax_0_5: reader molmo2_video_points" in out
+    assert "youtube-cc-{exist,kw,temporal}-2fps/<video_id>_2fps.mp4" in out  # VideoPoint steps
+
+
+def test_refused_connections_cost_well_under_a_second_each(tmp_path):
+    from hub_server import refused_url
+    import time
+    dl = download.image_downloader(quiet=True)
+    t0 = time.time()
+    ok, failed = download.fetch_image_urls([(refused_url(f"{i}.jpg"), None) for i in range(8)],
+                                           str(tmp_path), dl, workers=4)
+    assert (ok, failed) == (0, {"connection_refused": 8})
+    assert time.time() - t0 < 3.0  # one short retry each, not 15 s of backoff
+
+
+def test_a_stale_html_page_on_disk_is_refetched_and_a_good_image_is_not(server, tmp_path):
+    stale, good = f"{server}/img/stale", f"{server}/img/good"
+    for url, body in ((stale, b"<html>parked</html>"), (good, _png_for("/img/good"))):
+        path = tmp_path / pixmo_image_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    ok, failed = download.fetch_image_urls([(stale, None), (good, None)], str(tmp_path),
+                                           download.image_downloader(quiet=True), workers=2)
+    assert (ok, failed) == (2, {})
+    assert [p for p, _ in _Handler.requests] == ["/img/stale"]
+    assert download.verify_image(str(tmp_path / pixmo_image_path(stale))) is None

@@ -222,7 +222,11 @@ def test_molmo2_cap_and_video_capqa(tmp_path):
     assert skipped == {"filtered": 1}
     (qa,), _ = _read("molmo2_video_capqa", [
         {"video_id": "v", "Question": "What happens?", "Answer": "A dog runs",
-         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"}], tmp_path)
+         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"},
+        {"video_id": "v", "Question": "Where?", "Answer": "Park", "NegativeAnswers": ["Moon"],
+         "Category": "place"}], tmp_path)
+    assert len(qa.conversations) == 2 and qa.id == "molmo2_syn_qa_v"  # one tree per video
+    assert qa.conversations[0].style == "video_multiple_choice"
     prompt, answer = (m.content for m in qa.conversations[0].messages)
     letter = answer[0]
     assert f"{letter}. A dog runs" in prompt and answer == f"{letter}. A dog runs"
@@ -250,10 +254,12 @@ def test_reader_output_roundtrips_through_arrayrecord_shards(tmp_path):
     assert writer.prepared_datasets(str(tmp_path / "prep")) == {"pixmo_count_train": 12}
 
 
-def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path):
+def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path, monkeypatch):
+    import dataclasses
+    spec = dataclasses.replace(registry.get("doc_qa"), reader=None)  # every real entry has one
+    monkeypatch.setitem(registry.REGISTRY, "doc_qa", spec)
     with pytest.raises(ValueError, match="no reader yet"):
         writer.prepare("doc_qa", str(tmp_path), str(tmp_path / "prep"))
-    assert registry.get("doc_qa").reader is None
 
 
 def test_tulu_drops_molmo2_excluded_subsets_and_folds_system_messages(tmp_path):
@@ -292,3 +298,60 @@ def test_pixmo_points_caps_at_60_points_and_yields_both_counting_modes(tmp_path)
     assert examples[1].conversations[0].style == "point_count"
     assert examples[1].conversations[0].messages[1].content.endswith("shows a total of 40.")
     assert len({e.id for e in examples}) == 4
+
+
+def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    cosyn = raw / "hf" / "allenai" / "CoSyn-point" / "data"
+    cosyn.mkdir(parents=True)
+    # every row in a layout the reader cannot use (old guess: per-point dicts; a bare string)
+    with open(cosyn / "train-00000-of-00001.jsonl", "w") as f:
+        f.write(json.dumps({"id": "a", "image": {"bytes": None}, "questions": ["q"],
+                            "answer_points": [[{"x": 1, "y": 2}]], "names": ["n"]}) + "\n")
+        f.write(json.dumps("not a row") + "\n")
+    tulu = raw / "hf" / "allenai" / "molmo2-tulu4-classified" / "data"
+    tulu.mkdir(parents=True)
+    rows = [{"id": "t", "messages": [{"role": "user", "content": "hi"},
+                                     {"role": "assistant", "content": "hello"}]}, {"id": "bad"}]
+    pq.write_table(pa.Table.from_pylist(rows), tulu / "train-00000-of-00001.parquet")
+    rc = writer.main(["--dataset", "cosyn_point", "--dataset", "tulu4_max_2304",
+                      "--raw", str(raw), "--out", str(tmp_path / "prep")])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "tulu4_max_2304: 1 examples; skipped: malformed_record 1" in out.out
+    assert "EMPTY (1 datasets" in out.err and "cosyn_point: 0 examples" in out.err
+    assert "missing_media 1" in out.err and "malformed_record 1" in out.err
+
+
+def test_cosyn_point_accepts_both_point_list_storages(tmp_path):
+    base = {"image": {"bytes": _png(), "path": None}, "questions": ["q"], "names": ["t"]}
+    rows = [{**base, "id": "struct_of_lists", "answer_points": [{"x": [50.0], "y": [10.0]}]},
+            {**base, "id": "list_of_structs", "answer_points": [[{"x": 50.0, "y": 10.0}]]}]
+    for row in rows:
+        (tmp_path / row["id"]).mkdir()
+        (ex,), _ = _read("cosyn_point", [row], tmp_path / row["id"])
+        assert ex.points[0].xy == [(0.5, 0.1)], row["id"]
+
+
+def test_find_files_selects_split_and_config_and_skips_hub_cache(tmp_path):
+    from data_pipelines.readers.base import file_split, find_files
+    assert [file_split(p) for p in ("data/train-00000-of-00002.parquet", "val/part-0.parquet",
+                                    "test.jsonl", "data/CapQA-00000-of-00003.parquet",
+                                    "youtube_id_to_urls_mapping.json")] == \
+        ["train", "val", "test", "CapQA", None]
+    for rel in ("object/train-00000-of-00001.parquet", "object/validation-00000-of-00001.parquet",
+                "comparative_reference/train-00000-of-00001.parquet",
+                "animal/train-00000-of-00001.parquet", "youtube_id_to_urls_mapping.json",
+                ".cache/huggingface/download/object/train-00000-of-00001.parquet.metadata",
+                ".cache/huggingface/trees/abc.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    got = [os.path.relpath(f, tmp_path) for f in find_files(
+        str(tmp_path), split="train", configs=("object", "comparative reference"))]
+    assert got == ["comparative_reference/train-00000-of-00001.parquet",
+                   "object/train-00000-of-00001.parquet"]
+    assert len(find_files(str(tmp_path), split="validation")) == 1
+    assert find_files(str(tmp_path), ["*/train-*"], split="validation") == [
+        str(tmp_path / r) for r in ("animal/train-00000-of-00001.parquet",
+                                    "comparative_reference/train-00000-of-00001.parquet",
+                                    "object/train-00000-of-00001.parquet")]

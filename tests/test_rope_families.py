@@ -10,7 +10,7 @@ from test_generate import _hf_generate
 
 from molmo2_jax import model_config as mc
 from molmo2_jax.convert import load_hf_molmo2
-from molmo2_jax.generate import generate_tokens
+from molmo2_jax.generation import generate_tokens
 from molmo2_jax.qwen3 import rope_inv_freq
 
 YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=8.0, original_max_position_embeddings=64, beta_fast=32,

@@ -23,37 +23,16 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from data_pipelines import targets
 from data_pipelines.readers.base import Row, clip01, convert_rows, keep_good
 from data_pipelines.readers.qa import QA_KEYS, QaSpec, field, matches, qa_conversations, qa_items
-from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
-                                   VideoRef)
+from data_pipelines.readers.video import VIDEO_ROOT, first_existing, youtube_cc_candidates
+from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task, VideoRef
+from molmo2_jax.processing import formats
 
 
 def find_video(media_root: str | None, rel: str, exts: Sequence[str] = ()) -> str:
     """`rel` (or `rel + ext` for the first ext that exists); BadSample if none is local."""
-    candidates = [rel + e for e in exts] if exts else [rel]
-    if media_root is None:
-        return candidates[0]
-    for c in candidates:
-        if os.path.exists(os.path.join(media_root, c)):
-            return c
-    raise BadSample("missing_media", f"video {candidates[0]} not under {media_root} (manual "
-                                     "download: see `python -m data_pipelines.download --list`)")
-
-
-def find_video_in(media_root: str | None, dirs: Sequence[str], video_id: str) -> str:
-    """Molmo2 `_find_video_by_id`: the file inside `<dir>/<video_id>/` of the first dir."""
-    if media_root is None:
-        return os.path.join(dirs[0], video_id)
-    for d in dirs:
-        folder = os.path.join(media_root, d, video_id)
-        if os.path.isdir(folder):
-            files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
-            if files:
-                return os.path.join(d, video_id, files[0])
-    raise BadSample("missing_media", f"no video for {video_id} under {list(dirs)} in "
-                                     f"{media_root} (manual download)")
+    return first_existing(media_root, [rel + e for e in exts] if exts else [rel], "video")
 
 
 def _seconds(v: Any) -> float:
@@ -97,8 +76,13 @@ def funqa_row(row: Row) -> dict[str, Any]:
     return {**row, "kind": FUNQA_DIRS[row["task"][0]]}
 
 
+def paxion_row(row: Row) -> dict[str, Any]:
+    """Paxion SSv2 antonyms: the third option is always "Not sure"."""
+    return {**row, "_not_sure": "Not sure"}
+
+
 ROW_PARSERS = {"charades_sta": charades_row, "clevrer": clevrer_row, "how2qa": how2qa_row,
-               "funqa": funqa_row}
+               "funqa": funqa_row, "paxion": paxion_row}
 
 
 def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -112,21 +96,24 @@ def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
 def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   skipped: MutableMapping[str, int], video: str = "video",
                   video_template: str | None = None, video_dir: str = "",
-                  video_exts: Sequence[str] = (), video_dirs: Sequence[str] = (),
+                  video_exts: Sequence[str] = (), youtube_cc: bool = False,
                   qa_list: str | list[str] | None = None, turns: str | None = None,
                   start: str | None = None, end: str | None = None, ts: str | None = None,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
+                  subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
                   header_row: bool = False, group: bool = True,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
 
     video / video_template: column with the file name, or a `str.format` template over the row
-    (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; video_dirs: search
-    `<dir>/<id>/` (human QA); qa_list / turns: column of QA dicts / of alternating
-    {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
-    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; where / where_not:
+    (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; youtube_cc: the
+    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA); qa_list / turns:
+    column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
+    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; subtitle_rows: rows
+    carrying this column ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give
+    each question the subtitles overlapping its clip, times relative to the clip; where / where_not:
     {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
     derived column; header_row: the first row is a list of column names and the rest lists
     (SUTD-TrafficQA R2 jsonl); max_per_video: split a video's QAs in groups (STAR 10); table:
@@ -138,8 +125,9 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     spec = QaSpec.of(qa)
 
     def path(row: Row) -> str:
-        if video_dirs:
-            return find_video_in(media_root, video_dirs, str(field(row, video)))
+        if youtube_cc:
+            vid = str(field(row, video))
+            return first_existing(media_root, youtube_cc_candidates(media_root, vid), vid)
         name = video_template.format(**row) if video_template else str(field(row, video))
         return find_video(media_root, os.path.join(video_dir, name), video_exts)
 
@@ -154,8 +142,17 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             raise BadSample("bad_annotation", f"clip end {e} <= start {s}")
         return s, e
 
+    subs: dict[str, list[Mapping[str, Any]]] = {}
+    if subtitle_rows:
+        rows = list(rows)
+        subs = {str(r[subtitle_key]): r[subtitle_rows] for r in rows if subtitle_rows in r}
+        rows = [r for r in rows if subtitle_rows not in r]
+
     def conversations(item: Mapping[str, Any], row: Row) -> list[Conversation]:
         prefix = f"Subtitles: {row[subtitle]}\n" if subtitle and row.get(subtitle) else ""
+        if subs:
+            s, e = clip(item, row)
+            prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
         return qa_conversations(item, spec, prefix)
 
     def llava_turns(row: Row) -> list[Conversation]:
@@ -203,6 +200,14 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             part = convs[i:i + step]
             ex_id = f"{rel}@{s}-{e}" + (f"#{i // step}" if step < len(convs) else "")
             yield Example(ex_id, source, task, part, video=VideoRef(path=rel, start_s=s, end_s=e))
+
+
+def clip_subtitles(subs: Iterable[Mapping[str, Any]], start: float, end: float | None) -> str:
+    """Molmo2 `TVQA.get_clip_subtitles`: subtitles overlapping [start, end], times relative to
+    the clip start, as a `Subtitles:` block before the question ("" when none)."""
+    lines = [f"[{float(x['start']) - start:.1f}-{float(x['end']) - start:.1f}] {x['text']}"
+             for x in subs if float(x["end"]) > start and (end is None or float(x["start"]) < end)]
+    return "Subtitles:\n" + "\n".join(lines) + "\n\n" if lines else ""
 
 
 def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: str,
@@ -276,9 +281,9 @@ ACADEMIC_POINT_VIDEO_ROOTS = {   # m2:academic_video_datasets.py::_ACADEMIC_POIN
 }
 
 
-def academic_point_video(row: Row, split: str) -> str:
+def academic_point_video(row: Row, split: str, video_dir: str = VIDEO_ROOT) -> str:
     """Molmo2 `_make_video_path`: where an academic-video-points row's 2 fps video lives."""
-    root = ACADEMIC_POINT_VIDEO_ROOTS[row["subset"]].format(split=split)
+    root = os.path.join(video_dir, ACADEMIC_POINT_VIDEO_ROOTS[row["subset"]].format(split=split))
     if row["subset"] == "burst":
         return os.path.join(root, row.get("dataset") or "", f"{row['video_name']}.mp4")
     if row["subset"] in ("refdavis17", "mevis", "refyoutube"):
@@ -288,8 +293,8 @@ def academic_point_video(row: Row, split: str) -> str:
 
 def read_academic_video_points(rows: Iterable[Row], *, media_root: str | None, source: str,
                                skipped: MutableMapping[str, int], split: str = "train",
-                               max_points: int = 60, max_seconds: float = 63, fps: float = 2
-                               ) -> Iterator[Example]:
+                               max_points: int = 60, max_seconds: float = 63, fps: float = 2,
+                               video_dir: str = VIDEO_ROOT) -> Iterator[Example]:
     """allenai/molmo2-academic-video-points (subset, video_name, dataset, category, count,
     timestamps, points [[{x, y}]] 0-100 per timestamp, video_duration, clip_start_time,
     clip_end_time): Molmo2 `AcademicVideoPoint(use_clips_from_metadata=True, max_points=60)`.
@@ -317,12 +322,12 @@ def read_academic_video_points(rows: Iterable[Row], *, media_root: str | None, s
         n = sum(len(p.xy) for p in points)
         if n != count:
             raise BadSample("bad_annotation", f"{row['video_name']}: count {count}, {n} points")
-        coords = targets.points_coords([(targets.format_time(p.time), p.xy) for p in points])
-        rel = find_video(media_root, academic_point_video(row, split))
+        rel = find_video(media_root, academic_point_video(row, split, video_dir))
         question = f"Point to and count the {label} in the video."
         return Example(f"{rel}_{label}@{c0}", source, Task.VIDEO_POINTING,
                        [Conversation([Message("user", question),
-                                      Message("assistant", targets.count_text(coords, label, n))],
+                                      Message("assistant", formats.format_count(
+                                          [(float(p.time), p.xy) for p in points], label))],
                                      "video_point_count")],
                        video=VideoRef(path=rel, start_s=c0, end_s=c1),
                        points=[p for p in points if p.xy], count=count)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.academic_image import local_image
 from data_pipelines.readers.base import Row, clip01, convert_rows
 from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task
+from molmo2_jax.processing import formats
+
+
+def _xy01(p) -> tuple[float, float]:
+    """A 0-100 point given as {x, y} or [x, y] -> clipped fractions (`clip_points=True`)."""
+    x, y = (p["x"], p["y"]) if isinstance(p, dict) else p
+    return clip01(x / 100), clip01(y / 100)
 
 
 def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, source: str,
@@ -31,11 +37,10 @@ def read_pixmo_multi_points(rows: Iterable[Row], *, media_root: str | None, sour
         convs, points = [], []
         for label in dict.fromkeys(norm):
             readable = labels[norm.index(label)]
-            per_image = [[(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in pts]
-                         if lab == label else [] for lab, pts in zip(norm, row["points"])]
-            n = sum(len(xy) for xy in per_image)
-            coords = targets.points_coords([(str(i + 1), xy) for i, xy in enumerate(per_image)])
-            answer = targets.points_tag(coords, readable) if n else "There are none."
+            per_image = [[_xy01(p) for p in pts] if lab == label else []
+                         for lab, pts in zip(norm, row["points"])]
+            answer = formats.format_points([(i + 1, xy) for i, xy in enumerate(per_image)],
+                                           readable)
             convs.append(Conversation([Message("user", f"Point to all {readable} in all images."),
                                        Message("assistant", answer)], "multi_image_pointing"))
             points += [Points(readable, xy, image=i) for i, xy in enumerate(per_image) if xy]

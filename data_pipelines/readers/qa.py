@@ -176,7 +176,8 @@ def qa_conversations(item: Mapping[str, Any], spec: QaSpec, prefix: str = ""
             answer = best_answer(field(item, spec.answer))
         if spec.explanation and field(item, spec.explanation):
             answer = f"{field(item, spec.explanation)} Answer: {answer}"
-        if not answer.strip():
+        answer = answer.strip()
+        if not answer:   # Molmo2 drops empty answers (HumanQA, NewsVideoQA filter_empty_answers)
             raise BadSample("bad_annotation", f"empty answer to {question[:60]!r}")
         out.append(Conversation([Message("user", question), Message("assistant", answer)],
                                 item.get("_style", spec.style)))

@@ -22,17 +22,19 @@ KEY = "_key"   # the id a row had in a JSON object keyed by id
 FILE = "_file"  # the file a row came from (AI2D: one question file per image)
 
 
-def iter_table(path: str, record_path: str | None = None, header: bool = True
-               ) -> Iterator[dict[str, Any]]:
+def iter_table(path: str, record_path: str | None = None, header: bool = True,
+               delimiter: str | None = None) -> Iterator[dict[str, Any]]:
     """Dict rows of `path`.
 
-    .csv/.tsv: one row per line (header row unless header=False: columns "0", "1", ...);
-    .txt: {"line": text}; .json: a list, or the list/object under `record_path` (dotted),
-    an object's entries becoming rows with their key in `_key`; else `base.iter_rows`.
+    .csv/.tsv: one row per line (header row unless header=False: columns "0", "1", ...;
+    TGIF's `.csv` files are tab-separated: delimiter); .txt: {"line": text}; .json: a list, or
+    the list/object under `record_path` (dotted; ignored for a file that is a list, so one
+    setting serves ActivityNet's database and QA files), an object's entries becoming rows with
+    their key in `_key`; anything else: `base.iter_rows`.
     """
     if path.endswith((".csv", ".tsv")):
         with open(path, newline="") as f:
-            delim = "\t" if path.endswith(".tsv") else ","
+            delim = delimiter or ("\t" if path.endswith(".tsv") else ",")
             if header:
                 yield from csv.DictReader(f, delimiter=delim)
             else:
@@ -44,7 +46,7 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True
     elif path.endswith(".json"):
         with open(path) as f:
             data = json.load(f)
-        for part in (record_path.split(".") if record_path else ()):
+        for part in (record_path.split(".") if record_path and isinstance(data, dict) else ()):
             data = data[part]
         if isinstance(data, dict):
             if record_path is None and not all(isinstance(v, dict) for v in data.values()):
@@ -56,3 +58,23 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True
             yield from data
     else:
         yield from iter_rows(path)
+
+
+def table_files(spec: Any, raw: str) -> list[str]:
+    """Annotation files of a registry entry: its `data_files` globs under RAW/hf/<repo>, or
+    under RAW itself for original-site sets (repo None); else the HF split/config files."""
+    import glob
+
+    from data_pipelines.readers import dataset_files
+    if spec.repo is not None and not spec.data_files:
+        return dataset_files(spec, raw)
+    root = os.path.join(raw, "hf", spec.repo) if spec.repo else raw
+    return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p))
+                   if os.path.isfile(f) and "/." not in os.path.relpath(f, root)})
+
+
+def dataset_rows(spec: Any, raw: str) -> Iterator[dict[str, Any]]:
+    """Rows of every annotation file of `spec`, parsed as `reader_kwargs["table"]` says."""
+    opts = dict(spec.reader_kwargs.get("table") or {})
+    for path in table_files(spec, raw):
+        yield from iter_table(path, **opts)

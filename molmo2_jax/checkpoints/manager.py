@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 import grain
 import jax
@@ -47,6 +48,17 @@ def shape_mismatches(saved: dict[str, tuple], wanted: dict[str, tuple]) -> list[
     diffs += [f"{k} missing from the checkpoint" for k in wanted if k not in saved]
     diffs += [f"{k} in the checkpoint but not in the model" for k in saved if k not in wanted]
     return diffs
+
+
+def _flat_config(d: dict, prefix: str = "") -> dict:
+    """{'data.max_crops': 14, ...} of a nested config dict."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 class CheckpointIO:
@@ -125,16 +137,16 @@ class CheckpointIO:
     def _shape_message(self, step: int, diffs: list[str]) -> str:
         try:
             with open(os.path.join(self.root, str(step), "config", "metadata")) as f:
-                saved = json.load(f)
-            made_by = (f"model.name={saved['model']['name']!r}, "
-                       f"data.max_crops={saved['data'].get('max_crops')!r}")
-        except (OSError, ValueError, KeyError, TypeError):
-            made_by = "an unreadable config"
-        now = json.loads(self.config_json)
-        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-        return (f"checkpoint step {step} under {self.root} was written by a different model ({made_by}; this "
-                f"run: model.name={now['model']['name']!r}): {shown}. Use the config that wrote it, or a new "
-                "--workdir")
+                saved = _flat_config(json.load(f))
+            now = _flat_config(json.loads(self.config_json))
+            changed = [f"{k}={saved.get(k)!r} there vs {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
+                       if saved.get(k) != now.get(k) and not k.startswith(("total_steps", "checkpoint_every"))]
+            made_by = "; it was written with " + (", ".join(changed[:6]) if changed else "this same config")
+        except (OSError, ValueError, TypeError):
+            made_by = "; its config/metadata is unreadable"
+        shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        return (f"checkpoint step {step} under {self.root} does not fit this model: {shown}{made_by}. Rerun with "
+                "the config that wrote it, or use a new --workdir")
 
     def _quarantine(self, step: int, why: str) -> None:
         """Move a bad step out of the manager's directory so later saves of that step can happen."""
@@ -183,7 +195,8 @@ class StopSignals:
     """SIGTERM/SIGINT set `requested` so the loop can save the current step and exit 0 (preemption).
 
     A second signal restores the default action and re-sends it, so a stuck run can still be stopped.
-    Only installed for single-process runs: several processes would have to agree on the step.
+    Only installed for single-process runs in the main thread: several processes would have to agree
+    on the step to save.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -202,7 +215,7 @@ class StopSignals:
               flush=True)
 
     def install(self) -> StopSignals:
-        if jax.process_count() == 1:
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
         return self

@@ -95,7 +95,7 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, 
 
 def generate_batch(model, processor, prompts: Sequence[Mapping[str, np.ndarray]], max_new_tokens: int) -> list[str]:
     """Greedy answers for processed prompts, as one left-padded batch."""
-    from molmo2_jax.generate import generate_tokens
+    from molmo2_jax.generation import generate_tokens
 
     eos = processor.token_ids.eos
     tokens = generate_tokens(model, collate(prompts, eos), max_new_tokens, stop_ids=[eos], pad_id=eos)
