@@ -30,7 +30,7 @@ def _prepare(root, names):
 def _config(root, **data):
     c = stage1.get_config()
     c.model.name = "tiny"
-    c.seq_len = 64
+    c.seq_len = 128
     c.batch_size = 4
     c.data.path = str(root)
     c.data.window = 8
@@ -92,6 +92,7 @@ def test_packed_example_counts_match_configured_shares(tmp_path):
         next(it)
     counts = dict(zip(it.counters.names, it.counters.examples))
     total = sum(counts.values())
+    assert not it.counters.skipped.any(), it.counters.skipped_by_dataset()
     for name, share in weights.items():
         assert abs(counts[name] / total - share) <= 0.02, (name, counts[name] / total, share)
 
