@@ -31,7 +31,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def build_model(config, mesh, cfg=None) -> Molmo2:
     """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
-    kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
+    kw = dict(attention_impl=config.attention_impl, remat=config.remat)
     path = config.init.checkpoint
     if not path:
         cfg = cfg or get_model_config(config.model.name)

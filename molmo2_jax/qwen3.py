@@ -134,13 +134,30 @@ class Qwen3Block(nnx.Module):
         return x, new_kv
 
 
+REMAT_POLICIES = {
+    "none": None,  # keep every activation
+    "block": jax.checkpoint_policies.nothing_saveable,  # keep block inputs only, recompute the block
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep matmul outputs, recompute the rest
+}
+
+
+def remat_policy_name(remat: bool | str) -> str:
+    """Config `remat` (a name from REMAT_POLICIES, or a bool: True = "block") -> the policy name."""
+    name = {True: "block", False: "none"}.get(remat, remat) if isinstance(remat, bool) else remat
+    if name not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+    return name
+
+
 class Qwen3(nnx.Module):
     """Token embedding (+ Molmo2's extra rows), decoder blocks, final norm and LM head."""
 
-    def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool = False):
+    def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool | str = False,
+                 scan_layers: bool = True):
         self.cfg = cfg
         self.dtype = dtype
-        self.remat = remat
+        self.remat = remat_policy_name(remat)
+        self.scan_layers = scan_layers  # one compiled block for all layers (False: a Python loop, same math)
         self.embed_tokens = nnx.Embed(
             cfg.embedding_rows, cfg.hidden_size, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
@@ -178,18 +195,46 @@ class Qwen3(nnx.Module):
                                _write(cache.info.positions, info.positions, cache.index),
                                _write(cache.info.vision, info.vision, cache.index))
             info = dataclasses.replace(info, branch=None)  # generation has no message trees
+        invs = jnp.stack([scaled if cfg.rope_scaling_layers is None or i in cfg.rope_scaling_layers else unscaled
+                          for i in range(cfg.num_layers)])  # [L, hd/2]: per-layer RoPE, a scanned input
+        if cache is None:
+            x = self._run_layers(x, info, invs, impl)
         keys, values = [], []
-        for i, block in enumerate(self.layers):
-            inv = scaled if cfg.rope_scaling_layers is None or i in cfg.rope_scaling_layers else unscaled
-            layer_cache = None if cache is None else (cache.keys[i], cache.values[i], kv_info, cache.index)
-            if self.remat and cache is None:
-                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl))(block, x)
-            else:
-                x, new_kv = block(x, info, inv, impl, layer_cache)
-                if new_kv is not None:
-                    keys.append(new_kv[0])
-                    values.append(new_kv[1])
+        for i, block in enumerate(self.layers if cache is not None else ()):
+            x, new_kv = block(x, info, invs[i], impl, (cache.keys[i], cache.values[i], kv_info, cache.index))
+            keys.append(new_kv[0])
+            values.append(new_kv[1])
         x = self.norm(x)
         if cache is None:
             return x, None
         return x, KVCache(keys, values, kv_info, cache.index + embeds.shape[1])
+
+    def _run_layers(self, x: jax.Array, info: MaskInfo, invs: jax.Array, impl: str) -> jax.Array:
+        """The decoder blocks without a cache: one `lax.scan` over the stacked per-layer states (remat per block).
+
+        Parameters stay per layer (HF conversion, checkpoints, KV-cache decoding, LoRA see one module per
+        block); the forward stacks their states [L, ...] and compiles the block once, so compile time does not
+        grow with depth. Gradients flow back through the stack to each layer's parameters.
+        """
+        policy = REMAT_POLICIES[self.remat]
+
+        def block_fn(graphdef, state, x, inv):
+            x, _ = nnx.merge(graphdef, state)(x, info, inv, impl)
+            return x
+
+        if policy is not None:
+            block_fn = jax.checkpoint(block_fn, policy=policy, static_argnums=(0,))
+        if not self.scan_layers:
+            for i, block in enumerate(self.layers):
+                x = block_fn(*nnx.split(block), x, invs[i])
+            return x
+        graphdef = nnx.graphdef(self.layers[0])
+        states = [nnx.state(block) for block in self.layers]
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)  # every leaf [L, ...]
+
+        def body(x, xs):
+            state, inv = xs
+            return block_fn(graphdef, state, x, inv), None
+
+        x, _ = jax.lax.scan(body, x, (stacked, invs))
+        return x
