@@ -51,11 +51,38 @@ def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
 
 
-def model_flops_per_token(model: Molmo2, seq_len: int) -> float:
-    """Training FLOPs per text token: 6 x LLM params + attention (12 x layers x d_attn x seq_len), ViT excluded."""
-    t = model.cfg.text
-    llm = count_params(model.language_model) - t.embedding_rows * t.hidden_size
-    return 6 * llm + 12 * t.num_layers * t.num_heads * t.head_dim * seq_len
+class Prefetcher:
+    """The next batch read from the data iterator and put on devices in a thread while the current step runs.
+
+    Yields (host batch, device batch, iterator state after this batch), so a checkpoint saves the state of
+    the batches actually trained on, not of the one prefetched.
+    """
+
+    def __init__(self, iterator, put, depth: int = 2):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._iterator, self._put, self._stop = iterator, put, threading.Event()
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self):
+        try:
+            while not self._stop.is_set():
+                host = next(self._iterator)
+                self._queue.put((host, self._put(host), self._iterator.get_state()))
+        except BaseException as e:  # StopIteration or a data error: re-raised in the training thread
+            self._queue.put(e)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
 
 def inspect(config, model_cfg, mesh, data_fn) -> None:
@@ -209,40 +236,62 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     start = start or 0
     source_names = list(iterator.counters.names)
     step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names))
-    source_sums = np.zeros((2, len(source_names)))
     writer = MetricsWriter(workdir)
-    flops_per_token = model_flops_per_token(model, config.seq_len)
+    flops_per_seq = train.model_flops_per_step(model.cfg, config) / config.batch_size
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
-    last, t0, tokens, skipped_total = {}, time.time(), 0, 0
+    last, t0, tokens, seqs, skipped_total = {}, time.time(), 0, 0, 0
+    crop_slots, crop_real = 0, 0
+    # Device-side accumulators, read only when logging: the host never waits for a step to finish.
+    source_sums = jnp.zeros((2, len(source_names)), jnp.float32)
+    nonfinite = jnp.zeros((), jnp.int32)
+    batches = Prefetcher(iterator, lambda b: {k: global_batch_array(v, mesh) for k, v in b.items() if k in _MODEL_KEYS})
+
+    def check_nonfinite(step: int) -> int:
+        """Skipped steps since the last check (exact, from the device counter); stops after too many in a row."""
+        nonlocal nonfinite
+        skipped = int(nonfinite)
+        nonfinite = jnp.zeros((), jnp.int32)
+        consecutive = train.nonfinite_count(optimizer)
+        if skipped:
+            print(f"step {step}: {skipped} step(s) with non-finite loss/gradients skipped since the last log "
+                  f"({consecutive} in a row now)", flush=True)
+        if consecutive >= config.max_consecutive_nonfinite:
+            raise RuntimeError(f"{consecutive} consecutive non-finite steps: lower the learning rate or "
+                               "check the data (see metrics.jsonl)")
+        return skipped
+
     for step in range(start + 1, config.total_steps + 1):
-        host_batch = next(iterator)
-        batch = {k: global_batch_array(v, mesh) for k, v in host_batch.items() if k in _MODEL_KEYS}
+        host_batch, batch, data_state = next(batches)
         with jax.set_mesh(mesh):
             out = step_fn(model, optimizer, batch)
         tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
+        seqs += len(host_batch["segment_ids"]) * jax.process_count()
+        for pix in ("pixel_values", "pixel_values_videos"):
+            if pix + "_segment_ids" in host_batch:
+                crop_slots += host_batch[pix + "_segment_ids"].size
+                crop_real += int(np.sum(host_batch[pix + "_segment_ids"] > 0))
         if "source_ce_sum" in out:
-            source_sums += np.stack([np.asarray(out["source_ce_sum"]), np.asarray(out["source_weight"])])
-        if not bool(out["finite"]):
-            skipped_total += 1
-            consecutive = train.nonfinite_count(optimizer)
-            print(f"step {step}: non-finite loss/gradients, update skipped ({consecutive} in a row)", flush=True)
-            if consecutive >= config.max_consecutive_nonfinite:
-                raise RuntimeError(f"{consecutive} consecutive non-finite steps: lower the learning rate or "
-                                   "check the data (see metrics.jsonl)")
+            source_sums = source_sums + jnp.stack([out["source_ce_sum"], out["source_weight"]])
+        nonfinite = nonfinite + (~out["finite"]).astype(jnp.int32)
         if step % config.log_every == 0 or step == config.total_steps:
-            dt = time.time() - t0
+            skipped_total += check_nonfinite(step)
             last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
+            dt = time.time() - t0
             last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
                         tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
                         **iterator.counters.metrics())
+            if crop_slots:
+                last["crop_utilisation"] = crop_real / crop_slots  # real ViT crops / crop slots
             if peak:
-                last["mfu"] = tokens * flops_per_token / dt / peak
-            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *source_sums) if w > 0})
-            source_sums[:] = 0
+                last["mfu"] = seqs * flops_per_seq / dt / peak
+            sums = np.asarray(source_sums)
+            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *sums) if w > 0})
+            source_sums = jnp.zeros_like(source_sums)
             writer.write(step, last)
-            t0, tokens = time.time(), 0
+            t0, tokens, seqs, crop_slots, crop_real = time.time(), 0, 0, 0, 0
         if step % config.checkpoint_every == 0 or step == config.total_steps:
-            ckpt.save(step, model, optimizer, iterator.get_state())
+            skipped_total += check_nonfinite(step)  # never save weights a run of non-finite steps produced
+            ckpt.save(step, model, optimizer, data_state)
         evaluate_now = config.eval_every and step % config.eval_every == 0
         final_demo_eval = step == config.total_steps and config.data.mixture == "synthetic"
         if (evaluate_now or final_demo_eval) and config.data.get("eval_examples", 0) and jax.process_count() == 1:
