@@ -20,6 +20,7 @@ def get_config():
     c.freeze_vit = True  # nanoMolmo2 default; Molmo2 itself trains the ViT at 6e-6
     c.remat = "block"
     c.checkpoint_every = 1000
+    c.data.max_crops = 16  # allenai/molmo2's pre-training crop budget per pack (the ViT runs on every slot)
     c.data.mixture = "stage1"
     c.data.weights = {"pixmo_cap": 0.6, "pixmo_points": 0.15, "pixmo_count": 0.05, "cosyn_point": 0.10,
                       "tulu": 0.10}

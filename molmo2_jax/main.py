@@ -214,6 +214,8 @@ class MetricsWriter:
 
 def run(config, workdir: str, inspect_only: bool = False) -> dict:
     """The training loop; returns the last logged metrics."""
+    from data_pipelines.packing import crop_counts
+
     from molmo2_jax.data import make_processor, make_train_data, model_config_for
 
     os.makedirs(workdir, exist_ok=True)
@@ -266,10 +268,8 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
             out = step_fn(model, optimizer, batch)
         tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
         seqs += len(host_batch["segment_ids"]) * jax.process_count()
-        for pix in ("pixel_values", "pixel_values_videos"):
-            if pix + "_segment_ids" in host_batch:
-                crop_slots += host_batch[pix + "_segment_ids"].size
-                crop_real += int(np.sum(host_batch[pix + "_segment_ids"] > 0))
+        real, slots = crop_counts(host_batch)
+        crop_real, crop_slots = crop_real + real, crop_slots + slots
         if "source_ce_sum" in out:
             source_sums = source_sums + jnp.stack([out["source_ce_sum"], out["source_weight"]])
         nonfinite = nonfinite + (~out["finite"]).astype(jnp.int32)
