@@ -24,6 +24,8 @@ from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, PNGs)")
 _INSPECT = flags.DEFINE_bool("inspect", False, "print config, parameters, mesh, shardings, memory; then exit")
+_INSPECT_COMPILE = flags.DEFINE_bool("inspect_compile", True, "--inspect also compiles the real train step on "
+                                     "abstract shapes (per-device memory, FLOPs; minutes for nano)")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -85,7 +87,7 @@ class Prefetcher:
         return item
 
 
-def inspect(config, model_cfg, mesh, data_fn) -> None:
+def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None:
     """--inspect: config, parameter counts, mesh, each parameter's sharding, per-device memory, a batch.
 
     Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
@@ -128,9 +130,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
           f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
-    from molmo2_jax.step_report import compiled_step_report, format_report
+    if compile_step:
+        from molmo2_jax.step_report import compiled_step_report, format_report
 
-    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
+        print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
@@ -212,7 +215,7 @@ class MetricsWriter:
         print(f"step {step}: {shown}", flush=True)
 
 
-def run(config, workdir: str, inspect_only: bool = False) -> dict:
+def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool = True) -> dict:
     """The training loop; returns the last logged metrics."""
     from data_pipelines.packing import crop_counts
 
@@ -223,7 +226,7 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     processor = make_processor(config, workdir)
     model_cfg = model_config_for(config, processor)
     if inspect_only:
-        inspect(config, model_cfg, mesh, lambda: make_train_data(config, processor, model_cfg))
+        inspect(config, model_cfg, mesh, lambda: make_train_data(config, processor, model_cfg), inspect_compile)
         return {}
     with jax.set_mesh(mesh):
         model = build_model(config, mesh, model_cfg)
@@ -350,7 +353,7 @@ def main(argv):
     init_distributed()
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
     workdir = _WORKDIR.value or os.path.join("runs", name)
-    run(config, workdir, _INSPECT.value)
+    run(config, workdir, _INSPECT.value, _INSPECT_COMPILE.value)
     return 0
 
 
