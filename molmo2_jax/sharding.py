@@ -103,6 +103,14 @@ def create_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules=LOGICAL_RUL
     return nnx.merge(graphdef, state)
 
 
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+    """Pin an activation to the layout of its logical `axes` on the current mesh (no-op without a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, x.shape, mesh))
+
+
 def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1) -> NamedSharding:
     """Batch arrays: leading dim over data x fsdp, the sequence dim (if any) over `sequence`."""
     spec = [("data", "fsdp")] + [None] * (ndim - 1)

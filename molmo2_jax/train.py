@@ -14,6 +14,7 @@ import optax
 from flax import nnx
 
 from molmo2_jax.model import Molmo2
+from molmo2_jax.qwen3 import ResidualDropout
 
 COMPONENTS = ("vit", "connector", "llm")
 _PREFIX = {"vision_tower": "vit", "connector": "connector", "language_model": "llm"}
@@ -37,9 +38,14 @@ def trainable_filter(freeze_vit: bool):
     return nnx.Param
 
 
-def learning_rate_schedules(lrs: Mapping[str, float], warmup: int, total: int, final_frac: float = 0.1):
-    """Per-component warmup + cosine decay (to `final_frac` of the peak)."""
-    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(warmup, 1), max(total, warmup + 1),
+def learning_rate_schedules(lrs: Mapping[str, float], warmup: int | Mapping[str, int], total: int,
+                            final_frac: float = 0.1):
+    """Per-component linear warmup from 0 + cosine decay to `final_frac` of the peak (Molmo2 `multimodal`).
+
+    `warmup`: one step count, or one per component (Molmo2 stage 1: connector 200, ViT 2,000, LLM 2,000).
+    """
+    steps = {c: int(warmup[c] if isinstance(warmup, Mapping) else warmup) for c in COMPONENTS}
+    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(steps[c], 1), max(total, steps[c] + 1),
                                                   end_value=lrs[c] * final_frac) for c in COMPONENTS}
 
 
@@ -252,9 +258,17 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
-def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, chunk: int = 512):
-    """The step's loss: final hidden states -> chunked LM head + weighted cross-entropy."""
-    hidden = model(**model_inputs(batch), return_hidden=True)
+def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dropout: tuple[float, float] = (0.0, 0.0),
+            key: jax.Array | None = None, chunk: int = 512):
+    """The step's loss: final hidden states -> chunked LM head + weighted cross-entropy (+ z-loss).
+
+    `dropout` = (residual, response-only residual) rates, drawn from `key`.
+    """
+    drop = None
+    if key is not None and any(dropout):
+        response = next_token_targets(batch)[1] > 0  # Molmo2: response_mask = loss_masks > 0
+        drop = ResidualDropout(key, float(dropout[0]), float(dropout[1]), response)
+    hidden = model(**model_inputs(batch), return_hidden=True, dropout=drop)
     return head_cross_entropy(hidden, model.language_model.head_weight(), batch, z_loss, num_sources, chunk)
 
 
@@ -266,21 +280,28 @@ class TrainState:
     optimizer: nnx.Optimizer
 
 
-def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0):
-    """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches."""
+def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0,
+                    dropout: tuple[float, float] = (0.0, 0.0), seed: int = 0):
+    """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches.
+
+    Residual dropout masks depend only on (seed, optimizer step, micro-batch), so a resumed run draws the same.
+    """
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_step(model: Molmo2, optimizer: nnx.Optimizer, batch):
         wrt = optimizer.wrt
         diff = nnx.DiffState(0, wrt)
-        grad_fn = nnx.value_and_grad(lambda m, b: loss_fn(m, b, z_loss, num_sources), argnums=diff, has_aux=True)
+        step_key = jax.random.fold_in(jax.random.key(seed), optimizer.step[...])
+        grad_fn = nnx.value_and_grad(lambda m, b, k: loss_fn(m, b, z_loss, num_sources, dropout, k), argnums=diff,
+                                     has_aux=True)
         if accum_steps == 1:
-            (loss, aux), grads = grad_fn(model, batch)
+            (loss, aux), grads = grad_fn(model, batch, step_key)
         else:
             micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
             loss, aux, grads = 0.0, None, None
             for i in range(accum_steps):
-                (micro_loss, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
+                mb = jax.tree.map(lambda x: x[i], micro)
+                (micro_loss, a), g = grad_fn(model, mb, jax.random.fold_in(step_key, i))
                 loss = loss + micro_loss / accum_steps
                 grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
                 aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
