@@ -73,7 +73,7 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None)
 
     def make():
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
-                       remat=config.remat != "none")
+                       remat=config.remat)
         return model, build_optimizer(config, model)[0]
 
     model, optimizer = _abstract_sharded(nnx.eval_shape(make), mesh)
