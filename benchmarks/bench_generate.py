@@ -25,7 +25,7 @@ def main():
     from hf_reference import build_hf_molmo2, image_inputs
 
     from molmo2_jax.convert import load_hf_molmo2
-    from molmo2_jax.generate import generate_tokens
+    from molmo2_jax.generation import generate_tokens
 
     with tempfile.TemporaryDirectory() as d:
         ref = build_hf_molmo2(d)

@@ -17,7 +17,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.freeze_vit = True
     c.weight_decay = 0.0
     c.grad_clip = 1.0
-    c.z_loss = 0.0
+    c.z_loss = 0.0  # Molmo2 softmax_auxiliary_loss_scale (over the loss mask); stage configs set 1e-4
+    c.component_warmup_steps = ml_collections.ConfigDict({})  # {vit/connector/llm: steps}; absent = warmup_steps
+    c.residual_dropout = 0.0  # on the residual branches of every LLM block (Molmo2 SFT: 0.1)
+    c.response_residual_dropout = 0.0  # the same, on response (loss) tokens only (Molmo2 pre-training: 0.1)
     c.max_consecutive_nonfinite = 5
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "sequence": 1})
     c.attention_impl = "xla"
@@ -38,5 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
         "max_frames": 0,
         "window": 64,
         "num_workers": 0,
+        "allow_missing": False,  # True: train without mixture datasets missing from data.path (logged + metrics)
+        "max_consecutive_skips": 256,  # a dataset skipping this many records in a row stops the run
     })
     return c

@@ -30,6 +30,7 @@ def get_config():
     c.data.max_crops_per_image = 2
     c.data.num_examples = 20000
     c.data.image_size = 56
+    c.data.vocab_size = 400  # of the SentencePiece tokenizer trained on the synthetic text
     # up to 3 shapes, large enough that a point inside one is a visible grounding skill
     c.data.synthetic = {"max_objects": 3, "max_count": 3, "min_radius": 0.12, "max_radius": 0.18}
     c.data.eval_max_new_tokens = 96

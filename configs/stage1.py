@@ -1,4 +1,11 @@
-"""Stage 1 pre-training of nanoMolmo2: captions 60% / pointing 30% / text 10%, 2,536-token packs.
+"""Stage 1 pre-training of nanoMolmo2 (allenai/molmo2 launch_scripts/pretrain.py): captions 60% / pointing 30%
+(split over PixMo-Points, PixMo-Count, PixMo-Points high-frequency and CoSyn-Point by sqrt(size), the PixMo sets
+counted in both counting modes) / text 10%, 2,536-token packs, batch 128, 31k steps.
+
+Shares come from the sizes of the data prepared under `data.path`; a mixture dataset that is not there stops
+the run (`--config.data.allow_missing=True` trains without it and reports it). The ViT is FROZEN by default
+(nanoMolmo2); Molmo2 itself trains it at 6e-6: `--config.freeze_vit=False` is the one override that does so.
+Every value beside the official one and its source: docs/recipe.md (`python -m scripts.make_recipe_doc`).
 
 COMMAND: python -m molmo2_jax.main --config configs/stage1.py --workdir runs/stage1 \
     --config.init.checkpoint=ckpt/nano_init --config.data.path=data/stage1
@@ -12,15 +19,19 @@ def get_config():
     c.model.name = "nano"
     c.total_steps = 31_000
     c.warmup_steps = 200
+    c.component_warmup_steps = {"connector": 200, "vit": 2000, "llm": 2000}
     c.batch_size = 128
     c.seq_len = 2536
     c.learning_rate.connector = 2e-4
     c.learning_rate.vit = 6e-6
     c.learning_rate.llm = 2e-5
-    c.freeze_vit = True  # nanoMolmo2 default; Molmo2 itself trains the ViT at 6e-6
+    c.freeze_vit = True  # nanoMolmo2 default; --config.freeze_vit=False trains it as Molmo2 does (6e-6)
+    c.z_loss = 1e-4
+    c.residual_dropout = 0.0
+    c.response_residual_dropout = 0.1
     c.remat = "block"
     c.checkpoint_every = 1000
     c.data.mixture = "stage1"
-    c.data.weights = {"pixmo_cap": 0.6, "pixmo_points": 0.15, "pixmo_count": 0.05, "cosyn_point": 0.10,
-                      "tulu": 0.10}
+    c.data.weights = {"captions": 0.6, "pointing": 0.3, "nlp": 0.1}
+    c.data.max_crops = 16  # pretrain.py: VideoPreprocessorConfig(max_frames=16) = 16 crops per pack
     return c

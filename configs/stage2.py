@@ -1,4 +1,9 @@
-"""Stage 2 SFT of nanoMolmo2: the grouped ~100-dataset mixture, 16,384-token packs.
+"""Stage 2 SFT of nanoMolmo2 (allenai/molmo2 launch_scripts/sft.py, mixture "molmo2"): the grouped ~118-dataset
+mixture (group rates, sqrt(size) x per-set rate within a group), 16,384-token packs, batch 128.
+
+Shares come from the prepared data under `data.path`; a missing mixture dataset stops the run unless
+`--config.data.allow_missing=True`. The ViT is FROZEN by default (nanoMolmo2); Molmo2 trains it at 5e-6:
+`--config.freeze_vit=False`. Values vs the official ones: docs/recipe.md.
 
 COMMAND: python -m molmo2_jax.main --config configs/stage2.py --workdir runs/stage2 \
     --config.init.checkpoint=runs/stage1/checkpoints/31000 --config.data.path=data/stage2
@@ -12,15 +17,18 @@ def get_config():
     c.model.name = "nano"
     c.total_steps = 30_000
     c.warmup_steps = 200
+    c.component_warmup_steps = {"connector": 200, "vit": 200, "llm": 200}
     c.batch_size = 128
     c.seq_len = 16_384
     c.learning_rate.connector = 5e-6
     c.learning_rate.vit = 5e-6
     c.learning_rate.llm = 1e-5
-    c.freeze_vit = True
+    c.freeze_vit = True  # nanoMolmo2 default; --config.freeze_vit=False trains it as Molmo2 does (5e-6)
+    c.z_loss = 1e-4
+    c.residual_dropout = 0.1
+    c.response_residual_dropout = 0.0
     c.remat = "block"
     c.data.mixture = "stage2"
     c.data.max_frames = 128
-    c.data.weights = {"demo": 0.15, "video_qa": 0.20, "image_qa": 0.25, "tracking": 0.15,
-                      "video_pointing": 0.15, "image_pointing": 0.10, "text": 0.10}
+    c.data.weights = {}  # the registry's Molmo2 group rates (STAGE_GROUP_RATES[2])
     return c

@@ -13,14 +13,19 @@ from PIL import Image
 
 from data_pipelines.schema import BadSample, ImageRef, VideoRef
 
+# Decode budgets (the same defaults as molmo2_jax.processing's ImageConfig.max_pixels and
+# VideoConfig.max_video_pixels): a small file must not decode to gigabytes.
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_VIDEO_PIXELS = 400_000_000
+
 
 def resolve(path: str, root: str | None) -> str:
     """`path` under the media root unless absolute."""
     return path if root is None or os.path.isabs(path) else os.path.join(root, path)
 
 
-def load_image(ref: ImageRef, root: str | None = None) -> np.ndarray:
-    """Decoded RGB pixels [H, W, 3] uint8 from bytes or a path under `root`."""
+def load_image(ref: ImageRef, root: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decoded RGB pixels [H, W, 3] uint8 from bytes or a path under `root` (at most `max_pixels`)."""
     if ref.data is not None:
         src, what = io.BytesIO(ref.data), "embedded image bytes"
     elif ref.path is not None:
@@ -32,8 +37,11 @@ def load_image(ref: ImageRef, root: str | None = None) -> np.ndarray:
         raise BadSample("missing_media", f"image {ref.url or ''} was never fetched (no path/data)")
     try:
         with Image.open(src) as im:
+            if im.width * im.height > max_pixels:
+                raise BadSample("undecodable_media", f"{what} is {im.width}x{im.height} = {im.width * im.height} "
+                                                     f"pixels, over the decode budget of {max_pixels}")
             arr = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise BadSample("undecodable_media", f"cannot decode {what}: {e}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise BadSample("undecodable_media", f"{what} has zero size")
@@ -62,13 +70,14 @@ def _open_video(ref: VideoRef, root: str | None):
 
 
 def decode_video(ref: VideoRef, times: Sequence[float] | None = None, root: str | None = None,
-                 threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                 threads: int = 1, max_pixels: int = MAX_VIDEO_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Frames [N, H, W, 3] uint8 at the requested clip-relative `times` (all frames if None).
 
     Each requested time takes the last decoded frame whose timestamp is <= it (the Molmo2
     sampler asks for uniform times that always include the last frame). Returns (frames, times).
     One decoder thread by default: the pipeline parallelises across examples (Grain workers),
-    and FFmpeg's per-stream thread pool costs more than it saves on short clips.
+    and FFmpeg's per-stream thread pool costs more than it saves on short clips. Decoding stops
+    with BadSample once the kept frames exceed `max_pixels` (frames x height x width).
     """
     container, what = _open_video(ref, root)
     start = ref.start_s or 0.0
@@ -81,6 +90,9 @@ def decode_video(ref: VideoRef, times: Sequence[float] | None = None, root: str 
                 t = float(frame.pts * stream.time_base) - start if frame.pts is not None else 0.0
                 if t < -1e-6 or (ref.end_s is not None and t + start > ref.end_s + 1e-6):
                     continue
+                if (len(frames) + 1) * frame.width * frame.height > max_pixels:
+                    raise BadSample("undecodable_media", f"{what} decodes to more than {max_pixels} pixels "
+                                                         f"({len(frames) + 1} frames of {frame.width}x{frame.height})")
                 frames.append(frame.to_ndarray(format="rgb24"))
                 stamps.append(t)
     except av.FFmpegError as e:

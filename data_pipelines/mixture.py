@@ -31,6 +31,16 @@ def size_term(size: int, root_size_factor: float | None) -> float:
     return math.sqrt(root_size_factor)
 
 
+# Molmo2 reads these with `counting="both"`: each example is used once as pointing and once as counting,
+# so `len()` (and the sqrt(size) term) doubles (allenai/molmo2 olmo/data/get_dataset.py, pixmo_datasets.py).
+BOTH_COUNTING_MODES = frozenset({"pixmo_points_train", "pixmo_points_high_freq_train", "pixmo_count_train"})
+
+
+def molmo2_len(name: str, size: int) -> int:
+    """The dataset length Molmo2's size term sees: doubled for the `counting="both"` PixMo sets."""
+    return 2 * size if name in BOTH_COUNTING_MODES else size
+
+
 def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, float],
                     sizes: Mapping[str, int]) -> dict[str, float]:
     """{dataset: share} summing to 1; entries without a size (not available) are left out."""
@@ -45,7 +55,7 @@ def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, f
             raise ValueError(f"dataset {e.dataset!r} has size {sizes[e.dataset]}; drop it from "
                              "`sizes` or prepare it")
         groups.setdefault(e.group, {})[e.dataset] = (
-            size_term(sizes[e.dataset], e.root_size_factor) * e.sampling_rate)
+            size_term(molmo2_len(e.dataset, sizes[e.dataset]), e.root_size_factor) * e.sampling_rate)
     weights: dict[str, float] = {}
     for group, terms in groups.items():
         total = sum(terms.values())
@@ -57,6 +67,10 @@ def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, f
     return {name: w / norm for name, w in weights.items()}
 
 
+def _registry_sizes(stage: int) -> dict[str, int]:
+    return {s.name: s.size for s in registry.stage_datasets(stage) if s.size is not None}
+
+
 def stage_weights(stage: int, sizes: Mapping[str, int] | None = None,
                   group_rates: Mapping[str, float] | None = None) -> dict[str, float]:
     """Per-dataset shares of a Molmo2 stage; `sizes` (of prepared data) override registry sizes.
@@ -64,45 +78,30 @@ def stage_weights(stage: int, sizes: Mapping[str, int] | None = None,
     Datasets with no known size are left out (their group's rate is shared by the rest of the
     group; a group with none left is dropped and the others renormalised).
     """
-    known = {s.name: s.size for s in registry.stage_datasets(stage) if s.size is not None}
+    known = _registry_sizes(stage)
     known.update(sizes or {})
     rates = group_rates if group_rates is not None else registry.STAGE_GROUP_RATES[stage]
     return mixture_weights(registry.STAGE_MIXTURES[stage], rates, known)
 
 
-def config_weights(mixture_name: str, weights: Mapping[str, float] | None = None,
-                   sizes: Mapping[str, int] | None = None) -> dict[str, float]:
-    """Per-dataset shares from a config's `data.mixture` and `data.weights` (weights as data).
-
-    `mixture_name`: "stage1" / "stage2" / "stage3" (or 1/2/3), or "synthetic" / "demo".
-    Each key of `weights` is a dataset name, a group of the stage (aliases: image_qa,
-    video_qa, text), or a name prefix (e.g. "pixmo_points" covers both PixMo-Points sets);
-    a key's weight is shared by its datasets as sqrt(size) x per-set rate (Molmo2's rule).
-    Stage datasets no key covers get 0. Empty `weights` = the registry's stage rates.
-    For synthetic mixtures keys are task names ("caption") or "synthetic_<task>".
-    """
-    from data_pipelines.synthetic import DEMO_WEIGHTS, TASKS
-    name = str(mixture_name).lower()
-    if name in ("synthetic", "demo"):
-        if not weights:
-            return dict(DEMO_WEIGHTS)
-        out = {}
-        for key, w in weights.items():
-            full = key if key.startswith("synthetic_") else f"synthetic_{key}"
-            if full[len("synthetic_"):] not in TASKS:
-                raise ValueError(f"data.weights key {key!r} is no synthetic task; tasks: "
-                                 f"{sorted(TASKS)}")
-            out[full] = float(w)
-        total = sum(out.values())
-        return {k: w / total for k, w in out.items()}
-    digits = "".join(c for c in name if c.isdigit())
+def _stage_of(mixture_name: str) -> int:
+    digits = "".join(c for c in str(mixture_name) if c.isdigit())
     if not digits or int(digits) not in registry.STAGE_MIXTURES:
         raise ValueError(f"data.mixture={mixture_name!r}: expected stage1/stage2/stage3 or "
                          "synthetic")
-    stage = int(digits)
-    if not weights:
-        return stage_weights(stage, sizes)
+    return int(digits)
+
+
+def config_entries(stage: int, weights: Mapping[str, float] | None
+                   ) -> tuple[list[MixtureEntry], dict[str, float]]:
+    """A config's `data.weights` over a stage -> (entries regrouped by key, {key: rate}).
+
+    Each key is a dataset name, a group of the stage (aliases: image_qa, video_qa, text), or a
+    name prefix; empty `weights` = the registry's groups and rates.
+    """
     stage_entries = registry.STAGE_MIXTURES[stage]
+    if not weights:
+        return list(stage_entries), dict(registry.STAGE_GROUP_RATES[stage])
     by_name = {e.dataset: e for e in stage_entries}
     entries: list[MixtureEntry] = []
     taken: set[str] = set()
@@ -121,9 +120,62 @@ def config_weights(mixture_name: str, weights: Mapping[str, float] | None = None
             if e.dataset not in taken:
                 taken.add(e.dataset)
                 entries.append(dataclasses.replace(e, group=key))
-    known = {s.name: s.size for s in registry.stage_datasets(stage) if s.size is not None}
+    return entries, {k: float(w) for k, w in weights.items()}
+
+
+def config_weights(mixture_name: str, weights: Mapping[str, float] | None = None,
+                   sizes: Mapping[str, int] | None = None, registry_sizes: bool = True) -> dict[str, float]:
+    """Per-dataset shares from a config's `data.mixture` and `data.weights` (weights as data).
+
+    `mixture_name`: "stage1" / "stage2" / "stage3" (or 1/2/3), or "synthetic" / "demo".
+    Each key of `weights` is a dataset name, a group of the stage (aliases: image_qa,
+    video_qa, text), or a name prefix (e.g. "pixmo_points" covers both PixMo-Points sets);
+    a key's weight is shared by its datasets as sqrt(size) x per-set rate (Molmo2's rule).
+    Stage datasets no key covers get 0. Empty `weights` = the registry's stage rates.
+    `registry_sizes=False` uses `sizes` alone (the trainer: sizes of the prepared data).
+    For synthetic mixtures keys are task names ("caption") or "synthetic_<task>".
+    """
+    from data_pipelines.synthetic import DEMO_WEIGHTS, TASKS
+    name = str(mixture_name).lower()
+    if name in ("synthetic", "demo"):
+        if not weights:
+            return dict(DEMO_WEIGHTS)
+        out = {}
+        for key, w in weights.items():
+            full = key if key.startswith("synthetic_") else f"synthetic_{key}"
+            if full[len("synthetic_"):] not in TASKS:
+                raise ValueError(f"data.weights key {key!r} is no synthetic task; tasks: "
+                                 f"{sorted(TASKS)}")
+            out[full] = float(w)
+        total = sum(out.values())
+        return {k: w / total for k, w in out.items()}
+    stage = _stage_of(name)
+    entries, rates = config_entries(stage, weights)
+    known = _registry_sizes(stage) if registry_sizes else {}
     known.update(sizes or {})
-    return mixture_weights(entries, {k: float(w) for k, w in weights.items()}, known)
+    return mixture_weights(entries, rates, known)
+
+
+class MissingDatasets(ValueError):
+    """Datasets of the configured mixture that are not prepared under data.path."""
+
+
+def resolve_mixture(mixture_name: str, weights: Mapping[str, float] | None, sizes: Mapping[str, int],
+                    allow_missing: bool = False) -> tuple[dict[str, float], list[str]]:
+    """The trainer's mixture: shares from the prepared sizes, and the mixture datasets that are missing.
+
+    Every dataset of the mixture whose key has a positive weight must be prepared; otherwise this raises
+    `MissingDatasets` listing all of them, unless `allow_missing` (they are then dropped and returned).
+    """
+    entries, rates = config_entries(_stage_of(mixture_name), weights)
+    missing = [e.dataset for e in entries if rates[e.group] > 0 and e.dataset not in sizes]
+    if missing and not allow_missing:
+        raise MissingDatasets(
+            f"{len(missing)} dataset(s) of mixture {mixture_name!r} are not prepared under data.path: "
+            f"{', '.join(missing)}. Prepare them (python -m data_pipelines.download / data_pipelines.writer), "
+            "or train without them with --config.data.allow_missing=True")
+    present = {n: s for n, s in sizes.items() if n not in missing}
+    return config_weights(mixture_name, weights, sizes=present, registry_sizes=False), missing
 
 
 class _Tag:

@@ -31,7 +31,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from data_pipelines.schema import SKIP_REASONS
+from data_pipelines.schema import SKIP_REASONS, DataError
 
 log = logging.getLogger(__name__)
 TOO_LONG = SKIP_REASONS.index("too_long")
@@ -44,6 +44,7 @@ class Skipped:
 
     source_index: int
     reason: str
+    detail: str = ""  # what was wrong, naming the record (for the all-bad-dataset error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,15 +237,18 @@ class PackIterDataset(grain.IterDataset):
     """Grain transformation: encoded examples (and Skipped markers) -> packed sequences."""
 
     def __init__(self, parent: grain.IterDataset, spec: PackSpec, *, window: int = 256,
-                 seed: int = 0, num_sources: int = 1):
+                 seed: int = 0, num_sources: int = 1, names: Sequence[str] | None = None,
+                 max_consecutive_skips: int = 256):
         super().__init__(parent)
         if window < 1:
             raise ValueError(f"packing window must be >= 1, got {window}")
         self._spec, self._window, self._seed, self._num_sources = spec, window, seed, num_sources
+        self._names = list(names) if names else [f"#{i}" for i in range(num_sources)]
+        self._max_skips = max_consecutive_skips
 
     def __iter__(self) -> grain.DatasetIterator:
         return _PackIterator(self._parent.__iter__(), self._spec, self._window, self._seed,
-                             self._num_sources)
+                             self._num_sources, self._names, self._max_skips)
 
     def __str__(self) -> str:
         return f"PackIterDataset(seq_len={self._spec.seq_len}, window={self._window})"
@@ -252,8 +256,12 @@ class PackIterDataset(grain.IterDataset):
 
 class _PackIterator(grain.DatasetIterator):
     def __init__(self, parent: grain.DatasetIterator, spec: PackSpec, window: int, seed: int,
-                 num_sources: int):
+                 num_sources: int, names: Sequence[str] = (), max_consecutive_skips: int = 256):
         super().__init__(parent)
+        self._names = list(names) or [f"#{i}" for i in range(num_sources)]
+        self._max_skips = max_consecutive_skips
+        self._in_a_row = np.zeros((num_sources,), np.int64)  # skips since the dataset's last good record
+        self._last_skip: dict[int, Skipped] = {}
         self._spec, self._window, self._seed, self._num_sources = spec, window, seed, num_sources
         self._capacity = spec.capacity()
         self._window_state = parent.get_state()  # parent state at the start of the window
@@ -277,10 +285,13 @@ class _PackIterator(grain.DatasetIterator):
                 break
             if isinstance(item, Skipped):
                 skips[item.source_index, SKIP_REASONS.index(item.reason)] += 1
+                self._count_bad(item, skips)
                 continue
             size = self._spec.size(item)
+            source = item.get("source_index", 0)
             if any(x > c for x, c in zip(size, self._capacity)):
-                source = item.get("source_index", 0)
+                self._count_bad(Skipped(source, "too_long", f"needs {size} of the budget {self._capacity}"),
+                                skips)
                 if not self._logged_too_long.get(source):
                     self._logged_too_long[source] = True
                     log.warning("dropping an example of dataset #%d that needs %s of the per-pack "
@@ -289,6 +300,7 @@ class _PackIterator(grain.DatasetIterator):
                                 source, size, self._capacity)
                 skips[source, TOO_LONG] += 1
                 continue
+            self._in_a_row[source] = 0
             examples.append(item)
             sizes.append(size)
         bins = first_fit_decreasing(sizes, self._capacity)
@@ -300,6 +312,18 @@ class _PackIterator(grain.DatasetIterator):
             skips[:] = 0
         self._carry_out = skips
         return n_read
+
+    def _count_bad(self, item: Skipped, skips: np.ndarray) -> None:
+        """One more skip of this dataset in a row; past the bound the run stops, naming it."""
+        i = item.source_index
+        self._in_a_row[i] += 1
+        self._last_skip[i] = item
+        if self._max_skips and self._in_a_row[i] >= self._max_skips:
+            reasons = {r: int(c) for r, c in zip(SKIP_REASONS, skips[i]) if c}
+            raise DataError(f"dataset {self._names[i]!r} yielded no usable record in its last "
+                            f"{self._in_a_row[i]} tries (skips in this window: {reasons}); last: "
+                            f"{item.reason}: {item.detail or 'no detail'}. Fix or re-prepare it, or "
+                            "set its mixture weight to 0")
 
     def _advance(self) -> None:
         self._window_state = self._parent.get_state()

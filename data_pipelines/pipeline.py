@@ -29,9 +29,10 @@ import numpy as np
 from data_pipelines import media
 from data_pipelines.mixture import mix
 from data_pipelines.packing import PackIterDataset, PackSpec, Skipped
-from data_pipelines.schema import SKIP_REASONS, BadSample, Example, deserialize, validate
+from data_pipelines.schema import SKIP_REASONS, BadSample, DataError, Example, deserialize, validate  # noqa: F401
 
 log = logging.getLogger(__name__)
+
 
 EncodeFn = Callable[[Example], Mapping[str, np.ndarray]]
 LOG_FIRST_SKIPS = 5  # per (dataset, reason) and process; the rest are only counted
@@ -53,8 +54,11 @@ class Prepare:
 
     def __call__(self, item: tuple[int, Any]) -> dict[str, np.ndarray] | Skipped:
         index, record = item
+        stage, rid = "malformed_record", None  # the reason an unexpected exception is counted under
         try:
             ex = record if isinstance(record, Example) else deserialize(record)
+            rid = ex.id
+            stage = "undecodable_media"
             root = self.media_roots[index]
             ex = dataclasses.replace(ex, images=[
                 dataclasses.replace(r, array=media.load_image(r, root)) for r in ex.images])
@@ -63,23 +67,26 @@ class Prepare:
                 if not os.path.exists(path):
                     raise BadSample("missing_media", f"video file {path} not found")
                 ex.video = dataclasses.replace(ex.video, path=path)
+            stage = "bad_annotation"
             validate(ex)
-            try:
-                out = dict(self.encode_fn(ex))
-            except BadSample:
-                raise
-            except Exception as e:  # encode_fn is pluggable: any failure is this sample's
-                raise BadSample("encode_error", f"encode_fn failed on {ex.id!r}: {e!r}") from e
+            stage = "encode_error"
+            out = dict(self.encode_fn(ex))
+            self.spec.check(out)
         except BadSample as e:
-            key = (index, e.reason)
-            self._logged[key] = self._logged.get(key, 0) + 1
-            if self._logged[key] <= LOG_FIRST_SKIPS:
-                log.warning("skipping a sample of %s (%d so far for this reason): %s",
-                            self.names[index], self._logged[key], e)
-            return Skipped(index, e.reason)
-        self.spec.check(out)
+            return self._skip(index, e.reason, rid, str(e))
+        except Exception as e:  # no exception type escapes: anything else is this sample's, counted by stage
+            return self._skip(index, stage, rid, f"{type(e).__name__}: {e}")
         out["source_index"] = index
         return out
+
+    def _skip(self, index: int, reason: str, rid: str | None, message: str) -> Skipped:
+        key = (index, reason)
+        self._logged[key] = self._logged.get(key, 0) + 1
+        detail = f"record {rid!r}: {message}" if rid is not None and repr(rid) not in message else message
+        if self._logged[key] <= LOG_FIRST_SKIPS:
+            log.warning("skipping a sample of %s (%d so far for %s): %s", self.names[index], self._logged[key],
+                        reason, detail)
+        return Skipped(index, reason, detail[:500])
 
 
 @dataclasses.dataclass
@@ -92,6 +99,7 @@ class DataCounters:
     tokens: int = 0
     real_tokens: int = 0
     batches: int = 0
+    missing: tuple[str, ...] = ()  # mixture datasets dropped with data.allow_missing (reported in metrics)
 
     def __post_init__(self):
         n = len(self.names)
@@ -120,6 +128,7 @@ class DataCounters:
         out = {"data/packing_efficiency": self.packing_efficiency,
                "data/skipped_total": float(self.skipped.sum())}
         out.update({f"data/examples/{n}": float(c) for n, c in zip(self.names, self.examples)})
+        out.update({f"data/missing/{n}": 1.0 for n in self.missing})
         for n, reasons in self.skipped_by_dataset().items():
             out.update({f"data/skipped/{n}/{r}": float(c) for r, c in reasons.items()})
         return out
@@ -138,20 +147,20 @@ class DataCounters:
 class _CountingIterDataset(grain.IterDataset):
     """Last stage: strips the per-pack counts from batches into `iterator.counters`."""
 
-    def __init__(self, parent: grain.IterDataset, names: Sequence[str]):
+    def __init__(self, parent: grain.IterDataset, names: Sequence[str], missing: Sequence[str] = ()):
         super().__init__(parent)
-        self._names = list(names)
+        self._names, self._missing = list(names), tuple(missing)
 
     def __iter__(self) -> DataIterator:
-        return DataIterator(self._parent.__iter__(), self._names)
+        return DataIterator(self._parent.__iter__(), self._names, self._missing)
 
 
 class DataIterator(grain.DatasetIterator):
     """Batches of packed sequences; `counters` accumulates; state = parent state + counters."""
 
-    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str]):
+    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str], missing: Sequence[str] = ()):
         super().__init__(parent)
-        self.counters = DataCounters(list(names))
+        self.counters = DataCounters(list(names), missing=tuple(missing))
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = dict(next(self._parent))
@@ -172,7 +181,8 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
                    process_index: int = 0, process_count: int = 1,
                    media_roots: Mapping[str, str | None] | None = None, pack_window: int = 256,
                    num_workers: int = 0, worker_buffer_size: int = 2, read_threads: int = 2,
-                   shuffle: bool = True) -> grain.IterDataset:
+                   shuffle: bool = True, missing: Sequence[str] = (),
+                   max_consecutive_skips: int = 256) -> grain.IterDataset:
     """Molmo2 training data for one process: an infinite IterDataset of packed batches.
 
     sources: dataset name -> random-access source of `Example`s or serialized records
@@ -184,6 +194,9 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
     Each batch: token fields [B, S], segment_ids [B, S], positions [B, S] and per MediaField
     pixels [B, C, patches, dim], <pixels>_segment_ids [B, C], pooling [B, N, window] (indices
     into each row's own [C * patches] crops), grids [B, G, grid_dim].
+
+    A dataset whose last `max_consecutive_skips` records were all skipped stops the iterator with
+    `DataError` naming it, the reasons and an example (an all-bad dataset would otherwise spin forever).
     """
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
@@ -193,14 +206,15 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
     ds = ds.map(Prepare(encode_fn, spec, names, roots))
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                               prefetch_buffer_size=max(2 * read_threads, 4)))
-    it = PackIterDataset(it, spec, window=pack_window, seed=seed, num_sources=len(names))
+    it = PackIterDataset(it, spec, window=pack_window, seed=seed, num_sources=len(names), names=names,
+                         max_consecutive_skips=max_consecutive_skips)
     it = it.batch(batch_size, drop_remainder=True)
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; defaults suffice
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=num_workers, per_worker_buffer_size=worker_buffer_size))
-    return _CountingIterDataset(it, names)
+    return _CountingIterDataset(it, names, missing)
 
 
 def prepared_pipeline(data_path: str, weights: Mapping[str, float], encode_fn: EncodeFn,

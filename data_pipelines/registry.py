@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from data_pipelines import registry_academic as academic
 from data_pipelines.schema import Task
 
 ODC = "odc-by"                           # read on the allenai PixMo / CoSyn cards
@@ -51,6 +52,20 @@ class DatasetSpec:
     licence: str = ODC_UNVERIFIED
     loss_weight: float | None = None     # flat per-token weight override (Molmo2 point/cap weight)
     notes: str = ""
+    split: str | None = "train"          # HF split read (file naming: <split>-00000-of-N.parquet)
+    configs: tuple[str, ...] = ()        # HF configs read (directories of the repo); () = all
+    data_files: tuple[str, ...] = ()     # explicit row-file globs; override split/configs
+    manual: str = ""                     # what the user must do by hand (printed by --list)
+
+    @property
+    def origin(self) -> str:
+        """Where the annotations come from, for humans (`download --list`)."""
+        if self.repo:
+            cfg = f" configs {', '.join(self.configs)}" if self.configs else ""
+            return f"hf:{self.repo}{cfg} split {self.split or 'any'}"
+        if self.urls:
+            return "http: " + ", ".join(f.path for f in self.urls)
+        return "original site (see manual steps)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,45 +80,25 @@ class MixtureEntry:
 
 POINT_WEIGHT, CAP_WEIGHT = 0.2, 0.1
 _PIXMO_IMG = "images fetched from URLs into pixmo_images/<sha256(url)> by download.py"
+VIDEO_ROOT = "video_datasets"  # RAW/video_datasets = Molmo2's VIDEO_DATA_HOME layout
+_YT = ("download the YouTube videos by id (the repo's youtube_id_to_urls_mapping.json maps ids "
+       "to YouTube and public GCS URLs)")
+_VIDEO_POINT_MANUAL = (
+    _YT + ", re-encode to 2 fps and place them as RAW/video_datasets/youtube-cc/"
+    "youtube-cc-{exist,kw,temporal}-2fps/<video_id>_2fps.mp4; MammalNet clips (github.com/"
+    "Vision-CAIR/MammalNet) as RAW/video_datasets/MammalNet/trimmed_video-2fps/<video_id>_2fps.mp4;"
+    " generated videos come with the repo (generated_videos/)")
+_YT_CC = ("RAW/video_datasets/youtube-cc/youtube-cc-{exist,kw,temporal}/<video_id>/<file>.mp4")
+# academic MOT tracking repos allenai/molmo2-<set> -> Molmo2 VIDEO_HOME under video_track/
+_ACADEMIC_TRACK_DIRS = {"mevis": "MeViS", "ref_yt_vos": "Ref-YT-VOS", "ref_davis17": "Ref-DAVIS17",
+                        "burst": "TAO-Amodal", "lv_vis": "LV-VIS", "yt_vis": "YT-VIS",
+                        "vicas": "ViCaS", "revos": "ReVOS", "moca": "MoCA"}
 
 
-_IMAGE_QA = {  # name -> (HF repo of the annotations or None for a builder, media)
-    "coco_2014_vqa_multi": ("allenai/molmo2-vqa2-2014", "url"),
-    "okvqa": ("allenai/molmo2-okvqa", "url"), "tally_qa": ("allenai/molmo2-tally-qa", "url"),
-    "text_vqa": ("allenai/molmo2-text-vqa", "url"),
-    "a_okvqa_mc": ("allenai/molmo2-a-ok-vqa", "url"),
-    "a_okvqa_da": ("allenai/molmo2-a-ok-vqa", "url"),
-    "chart_qa_weighted": ("HuggingFaceM4/ChartQA", "hf"),
-    "doc_qa": (None, "manual"), "info_qa": (None, "manual"), "st_qa": (None, "manual"),
-    "ai2_diagram_v2_mix_transparent": (None, "url"),
-    "science_qa_img": ("derek-thomas/ScienceQA", "hf"), "tabwmp_da": (None, "url"),
-    "dv_qa": (None, "url"), "figure_qa": (None, "url"), "plot_qa": (None, "url"),
-}
-_COSYN = ("chart", "chemical", "diagram", "document", "math", "music", "table")
-_COSYN_MULTIDOC = ("chart", "chemical", "diagram", "doc", "music", "table")
-_MANTIS = ("llava_665k_multi", "nlvr2", "spot-the-diff")
-IMAGE_ACADEMIC = (*_IMAGE_QA, *[f"cosyn_{c}_exp" for c in _COSYN],
-                  *[f"cosyn_multidoc_{c}_exp" for c in _COSYN_MULTIDOC],
-                  *[f"mantis_instruct_{c}_multi_only" for c in _MANTIS])
-_VIDEO_QA_HF = {
-    "llava_video_mc_academic": "lmms-lab/LLaVA-Video-178K",
-    "llava_video_oe_academic": "lmms-lab/LLaVA-Video-178K",
-    "funqa": "fesvhtr/FunQA", "camerabench_qa": "allenai/Molmo2-CameraBenchTrain",
-    "social_iq2": "PediaMedAI/Social-IQ-Video", "motionbench_train": "zai-org/MotionBench",
-    "video_localized_narratives_caption": "allenai/Molmo2-VideoLocalizedNarrativesCaptionHf",
-    "cinepile_with_sub": "allenai/Molmo2-cinepile",
-    "news_video_qa_filtered": "allenai/Molmo2-NewsVideoQA", "countix_oe": "allenai/Molmo2-Countix",
-    "paxion": "allenai/Molmo2-Paxion", "tgif": "allenai/Molmo2-TGIF",
-    "tvqa_with_sub": "allenai/Molmo2-TVQA",
-    "vixmo_syn_video_capqa_v2": "allenai/Molmo2-VideoCapQA",
-    "vixmo_syn_video_capqa_with_sub_v2": "allenai/Molmo2-VideoSubtitleQA",
-}
-_VIDEO_QA_MANUAL = ("clevrer", "how2qa", "intent_qa", "perception_test", "nextqa_mc",
-                    "sutd_trafficqa", "star", "sportsqa_oe", "road_text_vqa",
-                    "video_localized_narratives", "moments_in_time_qa", "kinetics_qa",
-                    "charades_sta_all_qa", "coin_all_qa", "youcook2_all_qa", "activitynet_all_qa",
-                    "ego4d_all", "epic_kitchens_qa", "qv_highlights")
-VIDEO_ACADEMIC = (*_VIDEO_QA_HF, *_VIDEO_QA_MANUAL)
+IMAGE_ACADEMIC = tuple(academic.IMAGE_SPECS)   # fields in registry_academic.py
+_CAPQA = {"vixmo_syn_video_capqa_v2": ("allenai/Molmo2-VideoCapQA", "CapQA"),
+          "vixmo_syn_video_capqa_with_sub_v2": ("allenai/Molmo2-VideoSubtitleQA", "SubtitleQA")}
+VIDEO_ACADEMIC = (*academic.VIDEO_SPECS, *_CAPQA)
 _CAPPED_60K = ("tgif", "tvqa_with_sub", "paxion", "moments_in_time_qa", "kinetics_qa")
 _TRACK_TASKS = ("single_point_track", "sot_from_bbox", "track", "ground")
 _SOT_TAIL = ("burst", "lvosv1", "lvosv2", "lasot", "uwcot", "webuot", "latot", "tnl2k", "tnllt")
@@ -121,6 +116,10 @@ _TRACKING_SUBGROUPS = {  # subgroup -> (datasets, Molmo2 subgroup weight)
     "sot_from_bbox_dist_tail": ([f"{s}_sot_from_bbox" for s in _SOT_TAIL], 0.1),
 }
 
+VIDEO_POINT_CONFIGS = ("action_or_event", "animal", "anomaly", "comparative reference",
+                       "indirect reference", "object", "referring expression", "spatial reference")
+
+
 def _specs() -> list[DatasetSpec]:
     d = DatasetSpec
     img, multi, vid, txt = "image", "multi_image", "video", "text"
@@ -128,9 +127,10 @@ def _specs() -> list[DatasetSpec]:
         # --- PixMo (image URLs) ---
         d("pixmo_cap_with_transcripts", Task.CAPTION, img, "allenai/pixmo-cap", media="url",
           reader="pixmo_cap", reader_kwargs={"transcripts": True}, size=707_000, licence=ODC,
-          notes="caption + 1 random transcript as a message tree; size approximate; " + _PIXMO_IMG),
+          notes="caption + 1 random transcript as a message tree; size approximate (one example "
+          "per image, the card's ~707k rows, fewer after dead URLs); " + _PIXMO_IMG),
         d("pixmo_cap", Task.CAPTION, img, "allenai/pixmo-cap", media="url", reader="pixmo_cap",
-          size=707_000, licence=ODC, notes="size approximate; " + _PIXMO_IMG),
+          size=707_000, licence=ODC, notes="size approximate (~707k rows); " + _PIXMO_IMG),
         d("pixmo_points_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           reader="pixmo_points", reader_kwargs={"collection_method": "pointing"}, licence=ODC,
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=pointing (basic); the "
@@ -140,11 +140,15 @@ def _specs() -> list[DatasetSpec]:
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=counting (high_frequency)"),
         d("pixmo_count_train", Task.COUNTING, img, "allenai/pixmo-count", media="url",
           reader="pixmo_count", size=36_916, licence=ODC, loss_weight=POINT_WEIGHT,
-          notes="points in pixels: the reader needs the downloaded image for its size"),
+          notes="split train (card: train 36,916 / validation 540 / test 540; validation and "
+          "test are eval sets, never read here); points in pixels: the reader needs the "
+          "downloaded image for its size"),
         d("pixmo_ask_model_anything", Task.VQA, img, "allenai/pixmo-ask-model-anything",
-          media="url", reader="pixmo_qa", size=161_737, licence=ODC),
+          media="url", reader="pixmo_qa", licence=ODC,
+          notes="161,737 QA rows grouped into one example per image (count unknown)"),
         d("pixmo_cap_qa_as_user_qa", Task.VQA, img, "allenai/pixmo-cap-qa", media="url",
-          reader="pixmo_cap_qa", size=271_714, licence=ODC,
+          reader="pixmo_cap_qa", licence=ODC,
+          notes="271,714 rows grouped into one example per image (count unknown)",
           files=(FileSpec("data/train-00000-of-00001.parquet",
                           "0bdc1d3a636dd7c260ec99063a757441023a951924b2314eb13abbdf385a763e",
                           138_400_335),),
@@ -153,69 +157,91 @@ def _specs() -> list[DatasetSpec]:
           "allenai/Molmo2-MultiImageQA", media="url", reader="pixmo_multi_image_qa",
           reader_kwargs={"min_images": 2, "max_images": 5}),
         d("pixmo_multi_points", Task.MULTI_IMAGE, multi, "allenai/molmo2-pixmo-multi-points",
-          media="url", loss_weight=POINT_WEIGHT, notes="reuses PixMo-Points images; 0-100"),
+          media="url", loss_weight=POINT_WEIGHT, reader="pixmo_multi_points",
+          notes="split train; rows' `images` are PixMo-Points image paths under RAW; 0-100",
+          manual="download pixmo_points_train first: its images (RAW/pixmo_images/) are the "
+          "ones these rows point at; rows whose images are missing are skipped"),
         d("cosyn_point", Task.POINTING, img, "allenai/CoSyn-point", reader="cosyn_point",
-          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT, notes="images embedded; 0-100"),
+          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT,
+          notes="split train (card: train 68,051 / validation 1,000); images embedded; "
+          "answer_points {x: [...], y: [...]} per question, 0-100 (Molmo2 CoSynPoint)"),
         # --- text ---
         d("tulu4_max_2304", Task.TEXT, txt, "allenai/molmo2-tulu4-classified", media="none",
           reader="tulu", reader_kwargs={"max_first_message_tokens": 2304}),
         d("tulu4", Task.TEXT, txt, "allenai/molmo2-tulu4-classified", media="none",
           reader="tulu", reader_kwargs={"max_first_message_tokens": 4096}),
         d("molmo2_hardcodes", Task.TEXT, txt, "allenai/molmo2-hardcodes", media="none",
-          notes="paired with a random image/video/multi-image/none input (.25/.25/.15/.35)"),
+          reader="hardcodes", notes="one example per (question, image); hardcodes without an "
+          "image are marked meta['pair_with_random_media'] (Molmo2 pairs them with a random "
+          "image/video/multi-image/none input, .25/.25/.15/.35)"),
         # --- demo video ---
         d("molmo2_human_qa", Task.VIDEO_QA, vid, "allenai/Molmo2-AskModelAnything",
-          media="manual", size=140_000, notes="split HumanQA; YouTube videos; size = QA pairs "
-          "(paper, 3rd-party)"),
+          media="manual", size=140_000, split="HumanQA", reader="video_qa",
+          reader_kwargs={"video": "video_id", "youtube_cc": True, "style": "user_qa"},
+          notes="Molmo2HumanQA: QAs of a video as one message tree; YouTube videos; size = QA pairs "
+          "(paper, 3rd-party)", manual=_YT + ", placed as " + _YT_CC),
         d("vixmo3_top_level_captions_min_3", Task.VIDEO_CAPTION, vid, "allenai/Molmo2-Cap",
           media="manual", reader="molmo2_cap", reader_kwargs={"min_score": 3, "max_captions": 4},
-          loss_weight=CAP_WEIGHT, notes="104k videos / 431k clip captions (paper, 3rd-party)"),
+          loss_weight=CAP_WEIGHT, notes="split train only (val is held out); 104k videos / 431k "
+          "clip captions (paper, 3rd-party)",
+          manual=_YT + ", placed as " + _YT_CC + " (or youtube_temporal/batch_1, intern/batch_1, "
+          "kw_youtube/batch_1 /<video_id>.mp4, or the LLaVA-Video-178K subdirs, as Molmo2)"),
         # --- video pointing ---
         *[d(f"vixmo_points_minmax_{b}", Task.VIDEO_POINTING, vid, "allenai/Molmo2-VideoPoint",
             media="manual", reader="molmo2_video_points",
             reader_kwargs={"min_count": lo, "max_count": hi}, loss_weight=POINT_WEIGHT,
-            notes="8 configs; YouTube/MammalNet videos (manual), generated (hf)")
+            configs=VIDEO_POINT_CONFIGS, allow_patterns=(), manual=_VIDEO_POINT_MANUAL,
+            notes="8 configs, split train; clips <= 63 s (clip_start/clip_end); times are "
+            "clip-relative; YouTube/MammalNet videos manual, generated videos in the repo")
           for b, lo, hi in (("0_5", 0, 5), ("6_25", 6, 25), ("26_60", 26, 60))],
         d("academic_points_clip_63s_2fps", Task.VIDEO_POINTING, vid,
           "allenai/molmo2-academic-video-points", media="manual", loss_weight=POINT_WEIGHT,
-          notes="max 60 points"),
+          reader="academic_video_points", reader_kwargs={"video_dir": VIDEO_ROOT},
+          notes="AcademicVideoPoint(use_clips_from_metadata=True, max_points=60, 63 s clips); "
+          "split train; times relative to clip_start_time",
+          manual="encode the source videos (LV-VIS, OVIS, BURST/TAO, Ref-DAVIS17, MeViS, "
+          "Ref-YT-VOS) at 2 fps as RAW/video_datasets/<root>/<video>.mp4 with the roots of "
+          "m2 _ACADEMIC_POINT_VIDEO_ROOTS (e.g. LV-VIS/train/videos-2fps/)"),
     ]
-    # --- image academic ---
-    for name, (repo, media) in _IMAGE_QA.items():
-        specs.append(d(name, Task.VQA, img, repo, media=media, licence=THIRD_PARTY,
-                       notes="builder in m2:olmo/data/dataset_builders" if repo is None else ""))
-    for cfg in _COSYN:
-        specs.append(d(f"cosyn_{cfg}_exp", Task.VQA, img, "allenai/CoSyn-400K", licence=ODC,
-                       allow_patterns=(f"{cfg}/*",), notes="CoT style (explanation)"))
-    for cfg in _COSYN_MULTIDOC:
-        specs.append(d(f"cosyn_multidoc_{cfg}_exp", Task.MULTI_IMAGE, multi,
-                       "allenai/Molmo2-SynMultiImageQA", notes="<= 5 images"))
-    for cfg in _MANTIS:
-        specs.append(d(f"mantis_instruct_{cfg}_multi_only", Task.MULTI_IMAGE, multi,
-                       f"allenai/molmo2-mantis-instruct-{cfg}", media="url", licence=THIRD_PARTY,
-                       notes="images: TIGER-Lab/Mantis-Instruct zips"))
-    # --- video academic (videos mostly manual) ---
-    for name, repo in _VIDEO_QA_HF.items():
-        specs.append(d(name, Task.VIDEO_QA, vid, repo, media="manual",
-                       reader="molmo2_video_capqa" if "capqa" in name else None,
-                       licence=ODC_UNVERIFIED if repo.startswith("allenai/") else THIRD_PARTY))
-    for name in _VIDEO_QA_MANUAL:
-        specs.append(d(name, Task.VIDEO_QA, vid, None, media="manual", licence=THIRD_PARTY,
-                       notes="annotations and videos from the original site"))
+    # --- image and video academic (registry_academic.py) ---
+    for name, kw in {**academic.IMAGE_SPECS, **academic.VIDEO_SPECS}.items():
+        kw = dict(kw)
+        urls = tuple(FileSpec(u) for u in kw.pop("urls", ()))
+        if urls:
+            kw["manual"] += f" (download fetches {', '.join(u.path.rsplit('/', 1)[-1] for u in urls)}" \
+                f" into RAW/http/{name}/)"
+        specs.append(d(name, kw.pop("task"), kw.pop("modality"), kw.pop("repo"), urls=urls,
+                       **kw))
+    for name, (repo, split) in _CAPQA.items():
+        specs.append(d(name, Task.VIDEO_QA, vid, repo, media="manual", reader="molmo2_video_capqa",
+                       split=split, manual=_YT + ", placed as " + _YT_CC))
     # --- tracking (allenai/molmo2-<set> annotations; most videos manual) ---
     for names, _ in _TRACKING_SUBGROUPS.values():
         for name in names:
             ds, task = next((name[:-len(t) - 1], t) for t in _TRACK_TASKS if name.endswith(t))
+            manual = ""
             if task == "sot_from_bbox":
-                repo, kw, pat = "allenai/molmo2-single-object-track", {}, (f"{ds}/*",)
+                specs.append(d(name, Task.TRACKING, vid, media="manual", reader="molmo2_track",
+                               loss_weight=POINT_WEIGHT, **academic.sot_spec(ds)))
+                continue
+            elif ds == "molmo2_video":
+                repo, pat, cfg = "allenai/molmo2-track-instruction", (), (task,)
+                kw = {"task": task, "layout": "track_instruction"}
+                manual = ("build the clips with allenai/molmo2 Molmo2VideoTrack.download() (per "
+                          "source: frames -> mp4) into RAW/video_datasets/video_track/<Source>/"
+                          "videos/train/<clip>.mp4")
             else:
-                repo = ("allenai/molmo2-track-instruction" if ds == "molmo2_video"
-                        else f"allenai/molmo2-{ds.replace('_', '-')}")
-                kw, pat = {"task": task}, ()
+                repo, pat, cfg = f"allenai/molmo2-{ds.replace('_', '-')}", (), (task,)
+                vdir = _ACADEMIC_TRACK_DIRS.get(ds, ds)
+                kw = {"task": task, "video_dir": f"{VIDEO_ROOT}/video_track/{vdir}/train/videos"}
+                manual = (f"get the {vdir} videos from the original site and encode them as "
+                          f"RAW/{VIDEO_ROOT}/video_track/{vdir}/train/videos/<video>.mp4 "
+                          "(allenai/molmo2 academic_video_track_datasets.py)")
             if name not in {x.name for x in specs}:
                 specs.append(d(name, Task.TRACKING, vid, repo, media="manual", allow_patterns=pat,
                                reader="molmo2_track" if kw else None, reader_kwargs=kw,
-                               loss_weight=POINT_WEIGHT, notes="code name pattern inferred"))
+                               configs=cfg, manual=manual, loss_weight=POINT_WEIGHT,
+                               notes=f"config {task}, split train" if cfg else ""))
     return specs
 
 

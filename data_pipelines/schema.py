@@ -6,7 +6,7 @@ the Grain pipeline, `encode_fn` in `molmo2_jax/processing/`, evaluators) reads o
 Coordinates are fractions of the referenced image/frame's width and height, in [0, 1] (x right,
 y down), so readers need no image sizes and `x * 1000` is the Molmo2 output coordinate; times are
 seconds from the start of the video (clip). Target text in conversations uses the Molmo2 output
-formats (`data_pipelines/targets.py`).
+formats (`molmo2_jax/processing/formats.py`).
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class BadSample(Exception):
             raise ValueError(f"unknown skip reason {reason!r}; use one of {SKIP_REASONS}")
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+
+
+class DataError(RuntimeError):
+    """The data cannot feed training (a dataset yields no usable record); one line naming it and the fix."""
 
 
 @dataclasses.dataclass
@@ -161,30 +165,57 @@ def to_dict(ex: Example) -> dict[str, Any]:
     return d
 
 
+def _dicts(d: dict[str, Any], key: str, required: bool = False) -> list[dict[str, Any]]:
+    """`d[key]` as a list of dicts (missing -> [] unless required); anything else is a malformed record."""
+    items = d[key] if required else (d.get(key) or [])
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, dict) for i in items):
+        raise TypeError(f"{key!r} must be a list of objects, got {type(items).__name__}")
+    return list(items)
+
+
+def _media_ref(cls, r: dict[str, Any]):
+    """ImageRef/VideoRef from a dict whose media fields are bytes or path/URL strings."""
+    if set(r) - {f.name for f in dataclasses.fields(cls)} - {"array"}:
+        raise TypeError(f"unknown {cls.__name__} fields {sorted(set(r) - {f.name for f in dataclasses.fields(cls)})}")
+    for k in ("path", "url", "sha256"):
+        if r.get(k) is not None and not isinstance(r[k], str):
+            raise TypeError(f"{cls.__name__}.{k} must be a string, got {type(r[k]).__name__}")
+    if r.get("data") is not None and not isinstance(r["data"], (bytes, bytearray)):
+        raise TypeError(f"{cls.__name__}.data must be bytes, got {type(r['data']).__name__}")
+    return cls(**{k: v for k, v in r.items() if k != "array"})
+
+
 def from_dict(d: dict[str, Any]) -> Example:
-    """Inverse of `to_dict`; raises BadSample('malformed_record') on a wrong structure."""
+    """Inverse of `to_dict`; raises BadSample('malformed_record') on a wrong structure or media type."""
     try:
+        video = d.get("video")
+        if video is not None and not isinstance(video, dict):
+            raise TypeError(f"'video' must be an object, got {type(video).__name__}")
+        meta = d.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise TypeError(f"'meta' must be an object, got {type(meta).__name__}")
         return Example(
             id=str(d["id"]),
             source=str(d["source"]),
             task=str(d["task"]),
             conversations=[
-                Conversation([Message(m["role"], m["content"]) for m in c["messages"]],
+                Conversation([Message(m["role"], m["content"]) for m in _dicts(c, "messages", required=True)],
                              c.get("style", ""))
-                for c in d["conversations"]
+                for c in _dicts(d, "conversations", required=True)
             ],
-            images=[ImageRef(**r) for r in d.get("images", [])],
-            video=VideoRef(**d["video"]) if d.get("video") else None,
+            images=[_media_ref(ImageRef, r) for r in _dicts(d, "images")],
+            video=_media_ref(VideoRef, video) if video else None,
             points=[Points(p["label"], [tuple(xy) for xy in p["xy"]], p.get("image", 0),
-                           p.get("time")) for p in d.get("points", [])],
-            boxes=[Box(**b) for b in d.get("boxes", [])],
+                           p.get("time")) for p in _dicts(d, "points")],
+            boxes=[Box(**b) for b in _dicts(d, "boxes")],
             tracks=[Track(t["label"], t["object_id"], [tuple(p) for p in t["points"]])
-                    for t in d.get("tracks", [])],
+                    for t in _dicts(d, "tracks")],
             count=d.get("count"),
-            meta=dict(d.get("meta", {})),
+            meta=dict(meta),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise BadSample("malformed_record", f"record does not match the Example schema ({e!r})")
+        rid = d.get("id") if isinstance(d, dict) else None
+        raise BadSample("malformed_record", f"record {rid!r} does not match the Example schema ({e!r})")
 
 
 def serialize(ex: Example) -> bytes:
@@ -203,33 +234,68 @@ def deserialize(record: bytes) -> Example:
     return from_dict(d)
 
 
+def _is_num(v: Any) -> bool:
+    """A finite real number (bools and numeric strings are not)."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _inside(*xy: Any) -> bool:
+    """Numeric fractions inside the image, [0, 1]."""
+    return all(_is_num(v) and 0.0 <= v <= 1.0 for v in xy)
+
+
 def validate(ex: Example) -> None:
-    """Checks structure and annotations; raises BadSample naming the sample and the problem."""
+    """Type-checks and checks annotations; raises BadSample naming the sample and the problem.
+
+    Coordinates must be finite numbers in [0, 1] (fractions of the image), counts and image indices
+    integers, times finite numbers, labels non-empty strings, media bytes or path strings.
+    """
     where = f"example {ex.id!r} of {ex.source!r}"
+
+    def bad(message: str):
+        return BadSample("bad_annotation", f"{where}: {message}")
+
     if not ex.conversations:
         raise BadSample("bad_annotation", f"{where} has no conversation")
     for conv in ex.conversations:
         roles = [m.role for m in conv.messages]
         if not roles or len(roles) % 2 or any(r != ROLES[i % 2] for i, r in enumerate(roles)):
-            raise BadSample("bad_annotation",
-                            f"{where}: turns must alternate user/assistant, got {roles}")
+            raise bad(f"turns must alternate user/assistant, got {roles}")
         if any(not isinstance(m.content, str) for m in conv.messages):
-            raise BadSample("bad_annotation", f"{where}: a message content is not a string")
+            raise bad("a message content is not a string")
+        if not isinstance(conv.style, str):
+            raise bad(f"conversation style {conv.style!r} is not a string")
+    n_images = max(len(ex.images), 1)
     for p in ex.points:
-        if not p.label:
-            raise BadSample("bad_annotation", f"{where}: points with an empty label")
-        if ex.video is None and not 0 <= p.image < max(len(ex.images), 1):
-            raise BadSample("bad_annotation", f"{where}: points refer to image {p.image} "
-                                              f"of {len(ex.images)}")
-        for x, y in p.xy:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):  # also rejects NaN
-                raise BadSample("bad_annotation", f"{where}: point ({x}, {y}) is not inside the "
-                                                  "image (coordinates are fractions in [0, 1])")
+        if not isinstance(p.label, str) or not p.label:
+            raise bad(f"points with an empty or non-string label {p.label!r}")
+        if not _is_int(p.image) or (ex.video is None and not 0 <= p.image < n_images):
+            raise bad(f"points refer to image {p.image!r} of {len(ex.images)}")
+        if p.time is not None and not _is_num(p.time):
+            raise bad(f"point time {p.time!r} is not a number")
+        for xy in p.xy:
+            if len(xy) != 2 or not _inside(*xy):
+                raise bad(f"point {xy!r} is not two numbers inside the image (coordinates are "
+                          "fractions in [0, 1])")
+    for b in ex.boxes:
+        if not isinstance(b.label, str) or not _inside(b.x0, b.y0, b.x1, b.y1) or b.x0 > b.x1 or b.y0 > b.y1:
+            raise bad(f"box {b!r} is not x0 <= x1, y0 <= y1 fractions in [0, 1] with a string label")
+        if not _is_int(b.image) or (b.time is not None and not _is_num(b.time)):
+            raise bad(f"box image {b.image!r} / time {b.time!r} is not an integer / number")
     for t in ex.tracks:
-        times = [p[0] for p in t.points]
-        inside = all(math.isfinite(t0) and 0 <= x <= 1 and 0 <= y <= 1 for t0, x, y in t.points)
-        if not inside or times != sorted(times):
-            raise BadSample("bad_annotation", f"{where}: track {t.object_id} has points outside "
-                                              "[0, 1] or unsorted times")
-    if ex.count is not None and ex.count < 0:
-        raise BadSample("bad_annotation", f"{where}: negative count {ex.count}")
+        ok = (isinstance(t.label, str) and _is_int(t.object_id)
+              and all(len(p) == 3 and _is_num(p[0]) and _inside(p[1], p[2]) for p in t.points))
+        if not ok or [p[0] for p in t.points] != sorted(p[0] for p in t.points):
+            raise bad(f"track {t.object_id!r} has points that are not sorted (time, x, y) numbers with "
+                      "x, y in [0, 1]")
+    if ex.count is not None and (not _is_int(ex.count) or ex.count < 0):
+        raise bad(f"count {ex.count!r} is not a non-negative integer")
+    if ex.video is not None:
+        for k in ("start_s", "end_s"):
+            v = getattr(ex.video, k)
+            if v is not None and (not _is_num(v) or v < 0):
+                raise bad(f"video {k} {v!r} is not a non-negative number")

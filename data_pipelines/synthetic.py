@@ -23,7 +23,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from data_pipelines import media, targets
+from data_pipelines import media
+from molmo2_jax.processing import formats
 from data_pipelines.packing import MediaField
 from data_pipelines.schema import (Box, Conversation, Example, ImageRef, Message, Points, Task,
                                    Track, VideoRef)
@@ -207,7 +208,7 @@ class SyntheticSource:
         k = int(rng.integers(1, cfg.max_count + 1))
         shapes, label, centres = self._targets_scene(rng, cfg, k)
         conv = Conversation([Message("user", f"Point to the {label}."),
-                             Message("assistant", targets.image_points_text(centres, label))],
+                             Message("assistant", formats.format_points([(1, centres)], label))],
                             style="pointing")
         return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
@@ -216,9 +217,8 @@ class SyntheticSource:
     def _counting(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         k = int(rng.integers(0, cfg.max_count + 1))
         shapes, label, centres = self._targets_scene(rng, cfg, k)
-        coords = targets.points_coords([("1", centres)])
         conv = Conversation([Message("user", f"How many {label} are there?"),
-                             Message("assistant", targets.count_text(coords, label, k))],
+                             Message("assistant", formats.format_count([(1, centres)], label))],
                             style="point_count")
         return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
@@ -261,9 +261,9 @@ class SyntheticSource:
             images.append(_image_ref(shapes, cfg))
             boxes += [s.box(cfg, image=i) for s in shapes]
             points.append(Points(label, centres, image=i))
-            groups.append((str(i + 1), centres))
+            groups.append((i + 1, centres))
         total = sum(len(p.xy) for p in points)
-        answer = targets.count_text(targets.points_coords(groups, sep=";"), label, total)
+        answer = formats.format_count(groups, label)
         conv = Conversation([Message("user", f"Point to and count the {label} in these images."),
                              Message("assistant", answer)], style="multi_image_point_then_count")
         return Example("", "", "", [conv], images=images, points=points, boxes=boxes,
@@ -294,7 +294,7 @@ class SyntheticSource:
                     x[j] = min(max(x[j], r[j]), cfg.width - r[j])
         label = f"{target[1]} {target[0]}" + ("s" if n_target > 1 else "")
         conv = Conversation([Message("user", f"Track the {label}."),
-                             Message("assistant", targets.tracks_text(paths[:n_target], label))],
+                             Message("assistant", formats.format_tracks(paths[:n_target], label))],
                             style="track")
         video = VideoRef(data=media.encode_video(np.stack(frames), cfg.fps))
         return Example("", "", "", [conv], video=video, boxes=boxes, count=n_target,

@@ -1,7 +1,12 @@
 """Canonical examples -> ArrayRecord shards (random access, exact resume via Grain).
 
 Layout: `<root>/<dataset>/<split>-00000.array_record ...` plus `<root>/<dataset>/<split>.json`
-(shard list, example count, media root, reader skip counts). Records are `schema.serialize`d.
+(shard list, example count, media root, reader skip counts by reason, origin/revision and the
+row files read). Records are `schema.serialize`d. Plain ArrayRecord read by Grain's
+`ArrayRecordDataSource`, not TFDS builders: see docs/data.md for why.
+
+A bad row is skipped and counted with its reason; the run exits 1 only when a dataset ends up
+with no examples (or could not be read), naming it and why.
 
     python -m data_pipelines.writer --dataset pixmo_count_train --raw RAW --out PREPARED
     python -m data_pipelines.writer --synthetic 2000 --out PREPARED   # offline demo data
@@ -14,7 +19,8 @@ import glob
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, MutableMapping
 
 import grain
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -22,10 +28,13 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from data_pipelines import readers, registry, synthetic
 from data_pipelines.schema import Example, serialize
 
+log = logging.getLogger(__name__)
+
 
 def write_examples(examples: Iterable[Example], root: str, name: str, split: str = "train",
                    examples_per_shard: int = 10_000, media_root: str | None = None,
-                   skipped: Mapping[str, int] | None = None) -> dict:
+                   skipped: MutableMapping[str, int] | None = None,
+                   provenance: dict | None = None) -> dict:
     """Writes examples into shards of `examples_per_shard`; returns (and saves) the index."""
     out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
@@ -37,20 +46,28 @@ def write_examples(examples: Iterable[Example], root: str, name: str, split: str
             writer.close()
             shards[-1]["num_examples"] = n_in_shard
 
+    counts = skipped if skipped is not None else {}
     for ex in examples:
+        try:
+            record = serialize(ex)
+        except Exception as e:  # noqa: BLE001 - a bad example is counted, never fatal
+            counts["unserializable"] = counts.get("unserializable", 0) + 1
+            log.warning("%s: example %s not serializable (%s: %s)", name,
+                        getattr(ex, "id", "?"), type(e).__name__, e)
+            continue
         if writer is None or n_in_shard == examples_per_shard:
             close()
             fname = f"{split}-{len(shards):05d}.array_record"
             writer = ArrayRecordWriter(os.path.join(out_dir, fname), "group_size:1")
             shards.append({"file": fname})
             n_in_shard = 0
-        writer.write(serialize(ex))
+        writer.write(record)
         n_in_shard += 1
     close()
     index = {"dataset": name, "split": split, "shards": shards,
              "num_examples": sum(s["num_examples"] for s in shards),
              "media_root": os.path.abspath(media_root) if media_root else None,
-             "skipped": dict(skipped or {})}
+             "skipped": dict(counts), **(provenance or {})}
     with open(os.path.join(out_dir, f"{split}.json"), "w") as f:
         json.dump(index, f, indent=1)
     return index
@@ -93,12 +110,19 @@ def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) ->
     if spec.repo is None:
         raise ValueError(f"dataset {name!r} has no HF repo to read from; see its notes: "
                          f"{spec.notes}")
-    files = readers.find_files(os.path.join(raw, "hf", spec.repo), spec.allow_patterns)
+    files = readers.dataset_files(spec, raw)
+    if not files:
+        raise FileNotFoundError(f"no {spec.split or ''} data files of {spec.origin} under "
+                                f"{os.path.join(raw, 'hf', spec.repo)}; download it with "
+                                f"`python -m data_pipelines.download --only {name} --out {raw}`")
     counts: dict[str, int] = {}
     examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
                             **spec.reader_kwargs)
+    provenance = {"origin": spec.origin, "revision": spec.revision,
+                  "files": [os.path.relpath(f, raw) for f in files]}
     return write_examples(examples, root, name, examples_per_shard=examples_per_shard,
-                          media_root=raw, skipped=counts)  # counts are final once written
+                          media_root=raw, skipped=counts,  # counts are final once written
+                          provenance=provenance)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--raw DIR is required with --dataset/--stage")
     if not names and args.synthetic is None:
         p.error("nothing to do: pass --dataset, --stage or --synthetic")
-    failed = 0
+    empty: dict[str, str] = {}
     for name, src in synthetic.synthetic_sources(args.synthetic or 0, args.seed).items():
         if args.synthetic:
             index = write_examples((src[i] for i in range(len(src))), args.out, name)
@@ -125,11 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             index = prepare(name, args.raw, args.out)
-            print(f"{name}: {index['num_examples']} examples, skipped {index['skipped']}")
-        except (ValueError, FileNotFoundError, KeyError) as e:
-            failed += 1
-            print(f"{name}: not prepared: {e}", file=sys.stderr)
-    return 1 if failed else 0
+        except Exception as e:  # noqa: BLE001 - one dataset never stops the others
+            empty[name] = f"not prepared: {type(e).__name__}: {e}"
+            print(f"{name}: {empty[name]}", file=sys.stderr)
+            continue
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(index["skipped"].items())) or "none"
+        print(f"{name}: {index['num_examples']} examples; skipped: {skipped}")
+        if index["num_examples"] == 0:
+            empty[name] = (f"0 examples (skipped: {skipped}); a `missing_media` count means the "
+                           "images/videos are not downloaded (see `download --list`)")
+    if empty:
+        print(f"EMPTY ({len(empty)} datasets; training would refuse them):", file=sys.stderr)
+        for name, why in empty.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+    return 1 if empty else 0
 
 
 if __name__ == "__main__":

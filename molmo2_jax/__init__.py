@@ -1,31 +1,56 @@
-"""molmo2-jax: the Molmo2 vision-language model and its training recipe in JAX / Flax NNX."""
+"""molmo2-jax: the Molmo2 vision-language model and its training recipe in JAX / Flax NNX.
 
-from molmo2_jax import generate  # a callable module: molmo2_jax.generate(model, processor, prompt, images=...)
-from molmo2_jax.model import Molmo2
-from molmo2_jax.model_config import Molmo2Config, get_config
-from molmo2_jax.processing.formats import parse_points, parse_tracks
-from molmo2_jax.processing.video import sample_frame_times
+    import molmo2_jax
+    model, processor = molmo2_jax.load(path)
+    answer = molmo2_jax.generate(model, processor, "Point to the cats.", images=["cats.jpg"])
 
-__all__ = ["Molmo2", "Molmo2Config", "generate", "get_config", "load", "parse_points", "parse_tracks",
-           "sample_frame_times"]
+Names are imported on first use (PEP 562), so `import molmo2_jax.processing.formats` (the data
+readers do) does not pull in JAX, and `python -m molmo2_jax.generate` runs its module once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Molmo2": "molmo2_jax.model",
+    "Molmo2Config": "molmo2_jax.model_config",
+    "Molmo2Processor": "molmo2_jax.processing.processor",
+    "preset": "molmo2_jax.model_config",
+    "generate": "molmo2_jax.generation",
+    "parse_count": "molmo2_jax.processing.formats",
+    "parse_points": "molmo2_jax.processing.formats",
+    "parse_tracks": "molmo2_jax.processing.formats",
+    "sample_frame_times": "molmo2_jax.processing.video",
+}
+
+__all__ = sorted([*_EXPORTS, "load"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'molmo2_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load(path: str, mesh=None, dtype=None):
-    """(model, processor) from our checkpoint or an HF Molmo2 directory (detected from its contents)."""
+    """(model, processor) from our checkpoint or an HF Molmo2 directory (detected from its contents).
+
+    The processor is None for weights without processor or tokenizer files (bring your own).
+    """
     import jax.numpy as jnp
 
     from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
     from molmo2_jax.convert import load_hf_molmo2
+    from molmo2_jax.processing.processor import Molmo2Processor
 
     dtype = dtype or jnp.float32
     model = load_params(path, mesh, dtype) if is_checkpoint(path) else load_hf_molmo2(path, mesh, dtype)
-    import os
-
-    from molmo2_jax.data import PROCESSOR_FILE, load_processor
-    from molmo2_jax.processing.processor import Molmo2Processor
-
-    if os.path.exists(os.path.join(path, PROCESSOR_FILE)):
-        return model, load_processor(path)
-    if os.path.exists(os.path.join(path, "tokenizer.json")):
-        return model, Molmo2Processor.from_pretrained(path)
-    return model, None  # weights without tokenizer files: the caller brings its own processor
+    return model, Molmo2Processor.load(path) if Molmo2Processor.can_load(path) else None

@@ -28,7 +28,8 @@ from molmo2_jax.sharding import create_sharded, make_mesh
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
                    "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
-                   "generation_config.json")
+                   "generation_config.json",
+                   "tokenizer.model", "processor.json")  # our demo models: SentencePiece + processor settings
 _ROPE_BUFFERS = r"rotary_emb.*\.inv_freq$"
 
 
@@ -41,8 +42,11 @@ def _siglip_unused(num_built: int) -> list[str]:
 def _read_json(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: pass a HuggingFace checkpoint directory with config.json")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore or re-download it") from None
 
 
 def load_hf_molmo2(hf_dir: str, mesh=None, dtype=jnp.float32, **model_kw) -> Molmo2:
@@ -93,12 +97,13 @@ def _siglip_vision_config(siglip_dir: str) -> dict:
     return raw.get("vision_config", raw)
 
 
-def fresh_config(qwen3_dir: str, siglip_dir: str, vit_layers=(-3, -9), additional_vocab_size: int = 128) -> Molmo2Config:
+def fresh_config(qwen3_dir: str, siglip_dir: str, vit_layers=(-3, -9),
+                 additional_vocab_size: int = 128) -> Molmo2Config:
     """nanoMolmo2 (or 4B/8B) config from a Qwen3 and a SigLIP/SigLIP2 config.json."""
     text = hf.qwen3_text_config(_read_json(os.path.join(qwen3_dir, "config.json")), additional_vocab_size)
     vc = _siglip_vision_config(siglip_dir)
     depth = vc["num_hidden_layers"]
-    blocks = tuple(_feature_block(l, depth) for l in vit_layers)
+    blocks = tuple(_feature_block(layer, depth) for layer in vit_layers)
     if any(not 0 <= b < depth for b in blocks):
         raise ValueError(f"--vit-layers {list(vit_layers)} do not index the {depth}-block ViT; pick layers in "
                          f"[-{depth}, {depth - 1}]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from molmo2_jax.model_config import Molmo2Config, get_config
+from molmo2_jax.model_config import Molmo2Config, preset
 from molmo2_jax.processing.images import ImageConfig
 from molmo2_jax.processing.processor import Molmo2Processor
 from molmo2_jax.processing.tokenizer import Molmo2TokenIds, SentencePieceTokenizer, load_tokenizer, train_sentencepiece
@@ -41,9 +41,9 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones."""
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
-        vit = get_config("tiny").vit
-        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, max_crops=config.data.max_crops_per_image,
-                            overlap_margins=(1, 1))
+        vit = preset("tiny").vit
+        image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size,
+                            max_crops=config.data.max_crops_per_image, overlap_margins=(1, 1))
         video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
                             max_frames=max(config.data.max_frames, 1))
         return Molmo2Processor(tok, image, video)
@@ -63,19 +63,20 @@ def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
 
 def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
     """The preset, with the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
-    cfg = get_config(config.model.name)
+    cfg = preset(config.model.name)
     return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 
-def pack_spec(config, processor: Molmo2Processor, model_cfg: Molmo2Config):
-    from data_pipelines.packing import MediaField, PackSpec, default_token_fields
+def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config):
+    """The packed-sequence layout of a stage config (processor None: Qwen3's pad id, for abstract shapes)."""
+    from data_pipelines.packing import PAD_ID, MediaField, PackSpec, default_token_fields
 
     vit = model_cfg.vit
     crop = (vit.num_patches, vit.patch_dim)
     media = [MediaField.image(config.data.max_crops, crop)]
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
-    fields = default_token_fields(processor.token_ids.pad)
+    fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.pop("loss_mask", None)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
@@ -94,7 +95,8 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")
     kw = dict(seed=config.seed, process_index=process_index, process_count=process_count,
-              pack_window=config.data.window, num_workers=config.data.num_workers)
+              pack_window=config.data.window, num_workers=config.data.num_workers,
+              max_consecutive_skips=config.data.get("max_consecutive_skips", 256))
     local_batch = config.batch_size // process_count
     if config.data.mixture == "synthetic":
         from data_pipelines.synthetic import synthetic_sources
@@ -108,36 +110,27 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
         raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
                          "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "
                          "--config.data.path=DIR")
-    weights = config_weights(config.data.mixture, dict(config.data.weights))
-    return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, **kw)
+    weights, missing = prepared_mixture(config)
+    return prepared_pipeline(config.data.path, weights, encoder, spec, local_batch, missing=missing, **kw)
 
 
-PROCESSOR_FILE = "processor.json"
+def prepared_mixture(config) -> tuple[dict[str, float], list[str]]:
+    """Shares of the stage mixture from the sizes of the data prepared under `data.path`.
 
+    A mixture dataset that is not prepared stops the run (all of them listed), unless
+    `data.allow_missing`: then it is dropped, logged here and counted in the metrics (`data/missing/<name>`).
+    """
+    import logging
 
-def save_processor(processor: Molmo2Processor, path: str, tokenizer_file: str | None = None) -> None:
-    """Write the processor settings (and a copy of the tokenizer file, if any) next to the weights."""
-    import json
-    import shutil
+    from data_pipelines.mixture import resolve_mixture
+    from data_pipelines.writer import prepared_datasets
 
-    os.makedirs(path, exist_ok=True)
-    name = None
-    if tokenizer_file:
-        name = os.path.basename(tokenizer_file)
-        shutil.copy(tokenizer_file, os.path.join(path, name))
-    with open(os.path.join(path, PROCESSOR_FILE), "w") as f:
-        json.dump({"tokenizer": name, "image": dataclasses.asdict(processor.image),
-                   "video": dataclasses.asdict(processor.video),
-                   "token_ids": dataclasses.asdict(processor.token_ids)}, f, indent=2)
-
-
-def load_processor(path: str) -> Molmo2Processor:
-    """Inverse of `save_processor` (a missing tokenizer file means Qwen3's built-in vocabulary)."""
-    import json
-
-    with open(os.path.join(path, PROCESSOR_FILE)) as f:
-        d = json.load(f)
-    tok = load_tokenizer(os.path.join(path, d["tokenizer"]) if d["tokenizer"] else None)
-    tup = lambda x: {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}  # noqa: E731
-    return Molmo2Processor(tok, ImageConfig(**tup(d["image"])), VideoConfig(**tup(d["video"])),
-                           Molmo2TokenIds(**d["token_ids"]))
+    sizes = prepared_datasets(config.data.path)
+    weights, missing = resolve_mixture(config.data.mixture, dict(config.data.weights), sizes,
+                                       allow_missing=config.data.get("allow_missing", False))
+    if missing:
+        logging.getLogger(__name__).warning(
+            "data.allow_missing: training WITHOUT %d dataset(s) of mixture %s not prepared under %s: %s",
+            len(missing), config.data.mixture, config.data.path, ", ".join(missing))
+        print(f"WARNING: training without {len(missing)} missing dataset(s): {', '.join(missing)}", flush=True)
+    return weights, missing

@@ -1,8 +1,17 @@
-"""Score a checkpoint on canonical-schema eval sets: `python -m molmo2_jax.evaluate --config ... --checkpoint DIR`.
+"""Score a checkpoint on Molmo2's benchmarks, as allenai/molmo2 scores them.
 
-Each example is answered by greedy generation from its first user turn; the answer is parsed with the
-Molmo2 output formats and scored with `molmo2_jax.eval` by the example's task (pointing P/R/F1 against
-the ground-truth boxes, counting accuracy, VQA accuracy). Writes `summary.json` and `predictions.jsonl`.
+    python -m molmo2_jax.evaluate --checkpoint DIR --datasets countbench_qa video_mme ... --raw RAW [--out DIR]
+    python -m molmo2_jax.evaluate --checkpoint DIR --datasets image_pointing tracking --raw RAW   # families
+    python -m molmo2_jax.evaluate --config configs/demo.py --checkpoint DIR                        # synthetic
+
+`--datasets` takes benchmark names (`data_pipelines/benchmarks.py`), family names (image_pointing,
+image_qa, video_qa, video_pointing, tracking), `all`, `synthetic` (held-out demo scenes), or names of
+prepared canonical datasets under `--prepared` (scored by task: pointing F1, counting, VQA). A benchmark
+is read from `--prepared` when prepared there, else from its raw download under `--raw`; a missing or
+gated one is skipped with what to do. Answers are greedy, in batches of similar prompt length; the run
+writes OUT/summary.json (score and n per benchmark), OUT/predictions.jsonl (one record per example,
+appended as it goes: a rerun answers only what is missing) and OUT/results.md (a Markdown table, beside
+Molmo2's published numbers when the checkpoint is a released Molmo2 model).
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from data_pipelines.schema import BadSample
+
 from molmo2_jax.eval.pointing import PointTarget, pointing_counts, precision_recall_f1
-from molmo2_jax.eval.vqa import counting_accuracy, parse_count, vqa_accuracy
-from molmo2_jax.generate import generate
-from molmo2_jax.processing.formats import parse_points
+from molmo2_jax.eval.vqa import counting_accuracy, vqa_accuracy
+from molmo2_jax.generation import generate
+from molmo2_jax.processing.formats import parse_count, parse_points
 
 SCORED_TASKS = ("pointing", "counting", "vqa")
 
@@ -145,11 +156,26 @@ def chance_baseline(examples: Sequence, seed: int = 0) -> dict[str, float]:
 
 
 def evaluate_during_training(config, model, processor, workdir: str, step: int) -> dict:
-    """Held-out synthetic scores (`eval_every`), with the chance baseline and a PNG of pointing predictions."""
+    """`eval_every`: held-out synthetic scores, or a small configured benchmark subset, as `eval_*` metrics.
+
+    With `config.data.eval_benchmarks` (names or families) and `config.data.eval_raw` (their download root),
+    each benchmark runs on its first `data.eval_examples` examples; otherwise the synthetic scenes are scored
+    (with the chance baseline and a PNG of pointing predictions). main.py logs the result to TensorBoard.
+    """
+    out = os.path.join(workdir, "eval", str(step))
+    names = list(config.data.get("eval_benchmarks", ()) or ())
+    if names:
+        summary, missing = evaluate_benchmarks(
+            model, processor, expand_names(names), out, raw=config.data.get("eval_raw") or None,
+            limit=config.data.get("eval_examples", 32), max_new_tokens=config.data.get("eval_max_new_tokens"),
+            progress=False)
+        for m in missing:
+            print(f"eval step {step}: skipped {m}", file=sys.stderr)
+        return {f"eval/{name}/{k}": float(v) for name, s in summary.items() for k, v in s.items()
+                if k in ("score", "n")}
     examples = synthetic_eval_examples(config, config.data.get("eval_examples", 32) // 2)
     summary, records = evaluate_examples(model, processor, examples, config.data.get("eval_max_new_tokens", 96))
     summary.update(chance_baseline(examples))
-    out = os.path.join(workdir, "eval", str(step))
     write_outputs(out, summary, records)
     draw_predictions(examples, records, os.path.join(workdir, f"predictions_{step}.png"))
     return {f"eval_{k}": v for k, v in summary.items()}
@@ -164,41 +190,192 @@ def write_outputs(out_dir: str, summary: dict, records: list) -> None:
             f.write(json.dumps(r, default=float) + "\n")
 
 
+class MissingBenchmark(Exception):
+    """A benchmark whose files are not there; the message says what to do."""
+
+
+def expand_names(names: Sequence[str]) -> list[str]:
+    """Family names and `all` -> benchmark names; other names kept, in order, without duplicates."""
+    from data_pipelines import benchmarks
+
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            out += list(benchmarks.BENCHMARKS)
+        elif name in benchmarks.FAMILIES:
+            out += [b.name for b in benchmarks.by_family(name)]
+        else:
+            out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def load_benchmark(name: str, raw: str | None, prepared: str | None, limit: int | None = None,
+                   max_new_tokens: int | None = None):
+    """A `runner.BenchmarkRun` from prepared shards (if there) or the raw download; MissingBenchmark if neither."""
+    from data_pipelines import benchmarks, readers, writer
+    from data_pipelines.readers.eval_sets import read_benchmark_rows
+
+    from molmo2_jax.eval.runner import BenchmarkRun, iter_prepared, take
+
+    bench = benchmarks.get(name)
+    spec = bench.dataset
+    budget = max_new_tokens or bench.max_new_tokens
+    skipped: dict[str, int] = {}
+    if prepared:
+        for split in (bench.split, "train"):
+            if os.path.exists(os.path.join(prepared, spec.name, f"{split}.json")):
+                examples, media_root = iter_prepared(prepared, spec.name, split, skipped, limit)
+                return BenchmarkRun(spec.name, bench.metric, examples, budget, media_root, skipped)
+    root = os.path.join(raw, "hf", spec.repo) if raw and spec.repo else None
+    if root is None or not os.path.isdir(root):
+        where = f"{root} not found" if root else "no --raw download root given"
+        how = bench.instructions or (f"`python -m data_pipelines.download`-style snapshot of {spec.repo} into "
+                                     f"RAW/hf/{spec.repo}")
+        raise MissingBenchmark(f"{name}: {where}; to get it: {how}")
+    files = readers.find_files(root, spec.allow_patterns)
+    if not files:
+        raise MissingBenchmark(f"{name}: no parquet/json/jsonl files under {root} (patterns {spec.allow_patterns})")
+    rows = read_benchmark_rows(files, root)
+    examples = take(readers.READERS[spec.reader](rows, media_root=raw, source=spec.name, skipped=skipped,
+                                                 **spec.reader_kwargs), limit)
+    if not examples:
+        raise MissingBenchmark(f"{name}: no usable example under {root} (skipped: {skipped}); "
+                               f"{bench.instructions}")
+    del writer
+    return BenchmarkRun(spec.name, bench.metric, examples, budget, raw, skipped)
+
+
+def released_model_name(checkpoint: str) -> str | None:
+    """'Molmo2-4B' / 'Molmo2-8B' / 'Molmo2-O-7B' when the checkpoint is a released Molmo2 model, else None."""
+    from data_pipelines import benchmarks
+
+    names = {n.lower(): n for n in benchmarks.PUBLISHED}
+    candidates = [os.path.basename(os.path.normpath(checkpoint))]
+    cfg = os.path.join(checkpoint, "config.json")
+    if os.path.exists(cfg):
+        try:
+            with open(cfg) as f:
+                candidates.append(str(json.load(f).get("_name_or_path", "")).split("/")[-1])
+        except (OSError, ValueError):
+            pass
+    return next((names[c.lower()] for c in candidates if c.lower() in names), None)
+
+
+def evaluate_benchmarks(model, processor, names: Sequence[str], out_dir: str, *, raw: str | None = None,
+                        prepared: str | None = None, limit: int | None = None, batch_size: int = 8,
+                        max_new_tokens: int | None = None, progress: bool = True,
+                        model_name: str | None = None) -> tuple[dict, list[str]]:
+    """Run benchmarks; returns (summary, messages for the ones that could not run). Writes the three outputs."""
+    from data_pipelines import benchmarks
+
+    from molmo2_jax.eval.runner import markdown_table, run_tasks, write_summary
+
+    tasks, missing = [], []
+    for name in names:
+        try:
+            tasks.append(load_benchmark(name, raw, prepared, limit, max_new_tokens))
+        except (MissingBenchmark, FileNotFoundError) as e:
+            missing.append(str(e))
+    summary = run_tasks(model, processor, tasks, out_dir, batch_size=batch_size, progress=progress)
+    published = benchmarks.PUBLISHED.get(model_name) if model_name else None
+    write_summary(out_dir, summary, markdown_table(summary, published, model_name, benchmarks.PUBLISHED_SOURCE))
+    return summary, missing
+
+
+def _prepared_examples(root: str, name: str, limit: int, skipped: dict[str, int]) -> list:
+    """Canonical examples of a prepared (non-benchmark) dataset with their images decoded; bad ones counted."""
+    from data_pipelines.media import load_image
+
+    from molmo2_jax.eval.runner import iter_prepared
+
+    examples, media_root = iter_prepared(root, name, "train", skipped, limit)
+    good = []
+    for ex in examples:
+        try:
+            for ref in ex.images:
+                ref.array = load_image(ref, media_root)
+        except BadSample as e:
+            skipped[e.reason] = skipped.get(e.reason, 0) + 1
+            continue
+        if ex.task in SCORED_TASKS:
+            good.append(ex)
+        else:
+            skipped["unscored_task"] = skipped.get("unscored_task", 0) + 1
+    return good
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m molmo2_jax.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="stage config file (its data settings and seed are used)")
+    p.add_argument("--config", help="stage config file (for 'synthetic' and the default --prepared data.path)")
     p.add_argument("--checkpoint", required=True, help="our checkpoint (e.g. WORKDIR/model) or an HF Molmo2 dir")
-    p.add_argument("--datasets", nargs="*", default=["synthetic"],
-                   help="'synthetic' (held-out pointing/counting scenes) or prepared dataset names under data.path")
-    p.add_argument("--num-examples", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--datasets", nargs="*", default=None,
+                   help="benchmarks, families, 'all', 'synthetic' or prepared dataset names (default: synthetic "
+                        "with --config, else all)")
+    p.add_argument("--raw", help="download root of the benchmarks (RAW/hf/<repo>/...)")
+    p.add_argument("--prepared", help="root of prepared ArrayRecord datasets (default: the config's data.path)")
+    p.add_argument("--num-examples", type=int, default=None, help="at most this many examples per dataset")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="override each benchmark's answer budget")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output directory (default: CHECKPOINT/eval)")
     args = p.parse_args(argv)
     import molmo2_jax
-    from molmo2_jax.config_utils import load_config_file
+    from data_pipelines import benchmarks
 
     try:
-        config = load_config_file(args.config)
+        config = None
+        if args.config:
+            from molmo2_jax.config_utils import load_config_file
+
+            config = load_config_file(args.config)
+        names = expand_names(args.datasets or (["synthetic"] if config is not None else ["all"]))
+        prepared = args.prepared or (config.data.path if config is not None and config.data.get("path") else None)
+        bench_names = [n for n in names if n.split(":")[0] in benchmarks.BENCHMARKS]
+        other = [n for n in names if n not in bench_names]
+        if "synthetic" in other and config is None:
+            raise ValueError("'synthetic' needs --config (its data settings and seed)")
+        unknown = [n for n in other if n != "synthetic" and not (
+            prepared and os.path.exists(os.path.join(prepared, n, "train.json")))]
+        if unknown:
+            raise ValueError(f"unknown dataset(s) {unknown}: not a benchmark ({sorted(benchmarks.BENCHMARKS)}), "
+                             f"family ({list(benchmarks.FAMILIES)}) or dataset prepared under {prepared}")
         model, processor = molmo2_jax.load(args.checkpoint)
         if processor is None:
             raise FileNotFoundError(f"{args.checkpoint} has no tokenizer/processor files")
-        examples = []
-        for name in args.datasets:
-            if name == "synthetic":
-                examples += synthetic_eval_examples(config, args.num_examples // 2)
+        out = args.out or os.path.join(args.checkpoint, "eval")
+        summary: dict = {}
+        missing: list[str] = []
+        if bench_names:
+            summary, missing = evaluate_benchmarks(
+                model, processor, bench_names, out, raw=args.raw, prepared=prepared, limit=args.num_examples,
+                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+                model_name=released_model_name(args.checkpoint))
+        if other:
+            examples, skipped = [], {}
+            for name in other:
+                if name == "synthetic":
+                    examples += synthetic_eval_examples(config, (args.num_examples or 64) // 2)
+                else:
+                    examples += _prepared_examples(prepared, name, args.num_examples or 64, skipped)
+            scores, records = evaluate_examples(model, processor, examples, args.max_new_tokens or 48)
+            if skipped:
+                scores["skipped"] = skipped
+            if bench_names:  # keep the benchmark outputs; canonical-task scores go beside them
+                summary["canonical"] = scores
+                write_outputs(os.path.join(out, "canonical"), scores, records)
             else:
-                from data_pipelines import writer
-
-                src = writer.open_source(config.data.path, name)
-                examples += [src[i] for i in range(min(args.num_examples, len(src)))]
-        summary, records = evaluate_examples(model, processor, examples, args.max_new_tokens)
+                summary = scores
+                write_outputs(out, scores, records)
     except (FileNotFoundError, ValueError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = args.out or os.path.join(args.checkpoint, "eval")
-    write_outputs(out, summary, records)
-    print(json.dumps(summary, indent=2))
+    for m in missing:
+        print(f"skipped {m}", file=sys.stderr)
+    if bench_names and not any(n in summary for n in bench_names) and not other:
+        print("error: no benchmark could run (see the skipped lines above)", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2, default=float))
     return 0
 
 

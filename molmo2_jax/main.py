@@ -10,15 +10,16 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
+from data_pipelines.schema import DataError
 from molmo2_jax import train
+from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSignals
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
-from molmo2_jax.model_config import get_config as get_model_config
+from molmo2_jax.model_config import preset
 from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
@@ -34,7 +35,7 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
     path = config.init.checkpoint
     if not path:
-        cfg = cfg or get_model_config(config.model.name)
+        cfg = cfg or preset(config.model.name)
         return create_sharded(lambda: Molmo2(cfg, dtype=dtype, rngs=nnx.Rngs(config.seed), **kw), mesh)
     if is_checkpoint(path):
         return load_params(path, mesh, dtype, **kw)
@@ -45,7 +46,8 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
 
 def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     lrs = {c: config.learning_rate[c] for c in train.COMPONENTS}
-    schedules = train.learning_rate_schedules(lrs, config.warmup_steps, config.total_steps, config.lr_final_fraction)
+    warmup = {c: dict(config.get("component_warmup_steps", {})).get(c, config.warmup_steps) for c in train.COMPONENTS}
+    schedules = train.learning_rate_schedules(lrs, warmup, config.total_steps, config.lr_final_fraction)
     tx = train.make_optimizer(schedules, weight_decay=config.weight_decay, clip=config.grad_clip,
                               max_consecutive_nonfinite=config.max_consecutive_nonfinite)
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
@@ -68,6 +70,7 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
 
     dtype = DTYPES[config.dtype]
     print(config)
+    print(__import__("configs.recipe").recipe.describe(config))  # resolved schedule + mixture (configs/recipe.py)
     print(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices")
 
     def make():
@@ -100,7 +103,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     grad_bytes, _ = per_device_bytes(trainable)
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
-          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations not counted")
+          f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
+    from molmo2_jax.step_report import compiled_step_report, format_report
+
+    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
@@ -108,59 +114,16 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
         print(f"batch: not built ({e})")
 
 
-class CheckpointIO:
-    """Orbax manager (async, keep-N + keep-every-K) for model + optimizer + config; per-process data state.
+class MetricsWriter:
+    """metrics.jsonl (one object per logged step) + TensorBoard event files + a console line.
 
-    Each process's Grain iterator state is its own JSON file, `data_state/<step>/process_<i>.json`,
-    written synchronously before the (async) Orbax save, so a restore finds it for any finished step.
+    A resumed run first drops the rows past the restored step (`start_step`), so each step has one row.
     """
 
-    def __init__(self, workdir: str, config):
-        opts = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                            keep_period=config.keep_every or None, enable_async_checkpointing=True,
-                                            create=True)
-        self.workdir = os.path.abspath(workdir)
-        self.manager = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"), options=opts,
-                                             item_names=("state", "config"))
-        self.config_json = config.to_json()
-
-    def _data_path(self, step: int) -> str:
-        return os.path.join(self.workdir, "data_state", str(step), f"process_{jax.process_index()}.json")
-
-    def save(self, step: int, model, optimizer, data_state) -> None:
-        path = self._data_path(step)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(data_state, f)
-        os.replace(path + ".tmp", path)
-        state = {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(json.loads(self.config_json))))
-
-    def restore_latest(self, model, optimizer):
-        step = self.manager.latest_step()
-        if step is None:
-            return None, None
-        states = {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                              {k: nnx.to_pure_dict(v) for k, v in states.items()})
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-        for name, obj in (("model", model), ("optimizer", optimizer)):
-            nnx.replace_by_pure_dict(states[name], out["state"][name])
-            nnx.update(obj, states[name])
-        with open(self._data_path(step)) as f:
-            return step, json.load(f)
-
-    def close(self):
-        self.manager.wait_until_finished()
-        self.manager.close()
-
-
-class MetricsWriter:
-    """metrics.jsonl (one object per logged step) + TensorBoard event files + a console line."""
-
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, start_step: int = 0):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        if jax.process_index() == 0 and os.path.exists(self.path):
+            truncate_metrics(self.path, start_step)
         try:
             from tensorboardX import SummaryWriter
 
@@ -182,10 +145,46 @@ class MetricsWriter:
         print(f"step {step}: {shown}", flush=True)
 
 
+def truncate_metrics(path: str, last_step: int) -> int:
+    """Keep the rows of metrics.jsonl up to `last_step` (and drop a torn last line); returns rows dropped."""
+    kept, dropped = [], 0
+    with open(path) as f:
+        for line in f:
+            try:
+                keep = int(json.loads(line)["step"]) <= last_step and line.endswith("\n")
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+    if dropped:
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return dropped
+
+
+class UsageError(ValueError):
+    """A bad command line or config value; main prints it as one `error:` line."""
+
+
+def check_run_config(config, workdir: str) -> None:
+    """One-line errors for config values the loop would trip on later (with the fix)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UsageError(f"--workdir {workdir} is a file; pass a directory (it is created if missing)")
+    for key in ("checkpoint_every", "log_every", "total_steps"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise UsageError(f"config.{key} must be an integer >= 1, got {config[key]!r}")
+    if config.dtype not in DTYPES:
+        raise UsageError(f"unknown config.dtype {config.dtype!r}; use one of {sorted(DTYPES)}")
+
+
 def run(config, workdir: str, inspect_only: bool = False) -> dict:
     """The training loop; returns the last logged metrics."""
     from molmo2_jax.data import make_processor, make_train_data, model_config_for
 
+    check_run_config(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.sequence)
     processor = make_processor(config, workdir)
@@ -198,19 +197,21 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
         optimizer, schedules = build_optimizer(config, model)
     data = make_train_data(config, processor, model.cfg, jax.process_index(), jax.process_count())
     ckpt = CheckpointIO(workdir, config)
-    start, data_state = ckpt.restore_latest(model, optimizer)
     iterator = iter(data)
-    if data_state is not None:
-        iterator.set_state(data_state)
+    start = ckpt.restore_latest(model, optimizer, iterator)
+    if start is not None:
         print(f"resumed from step {start}", flush=True)
     start = start or 0
     source_names = list(iterator.counters.names)
-    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names))
+    step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names),
+                                    (config.get("residual_dropout", 0.0), config.get("response_residual_dropout", 0.0)),
+                                    config.seed)
     source_sums = np.zeros((2, len(source_names)))
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, start)
     flops_per_token = model_flops_per_token(model, config.seq_len)
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
     last, t0, tokens, skipped_total = {}, time.time(), 0, 0
+    stop = StopSignals().install()
     for step in range(start + 1, config.total_steps + 1):
         host_batch = next(iterator)
         batch = {k: global_batch_array(v, mesh) for k, v in host_batch.items() if k in _MODEL_KEYS}
@@ -238,8 +239,15 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
             source_sums[:] = 0
             writer.write(step, last)
             t0, tokens = time.time(), 0
-        if step % config.checkpoint_every == 0 or step == config.total_steps:
-            ckpt.save(step, model, optimizer, iterator.get_state())
+        ckpt.poll()
+        if step % config.checkpoint_every == 0 or step == config.total_steps or stop.requested:
+            ckpt.save(step, model, optimizer, iterator)
+        if stop.requested:
+            ckpt.close()
+            stop.uninstall()
+            print(f"{stop.requested}: saved step {step} (model, optimizer, data iterator) under "
+                  f"{ckpt.root}; rerun the same command to resume", flush=True)
+            return last
         evaluate_now = config.eval_every and step % config.eval_every == 0
         final_demo_eval = step == config.total_steps and config.data.mixture == "synthetic"
         if (evaluate_now or final_demo_eval) and config.data.get("eval_examples", 0) and jax.process_count() == 1:
@@ -249,6 +257,7 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
             writer.write(step, scores)
             last.update(scores)
     ckpt.close()
+    stop.uninstall()
     export_for_inference(model, processor, os.path.join(workdir, "model"))
     return last
 
@@ -256,12 +265,11 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
 def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
-    from molmo2_jax.data import save_processor
 
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")
-        save_processor(processor, path, tok if os.path.exists(tok) else None)
+        processor.save(path, tok if os.path.exists(tok) else None)
 
 
 def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
@@ -298,9 +306,37 @@ def main(argv):
     init_distributed()
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
     workdir = _WORKDIR.value or os.path.join("runs", name)
-    run(config, workdir, _INSPECT.value)
+    try:
+        run(config, workdir, _INSPECT.value)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with a bad `--config.<key>` override as one `error:` line (did-you-mean included)."""
+    import re
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = str(e)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # ml_collections override errors
+        message = str(e.args[0] if e.args else e)
+    typo = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', message)
+    if typo:
+        good, bad = typo.groups()
+        given = next((a.split("=")[0] for a in argv if a.startswith("--config.") and f".{bad}" in a), bad)
+        message = f'unknown config key {given}; did you mean "{good}"?'
+    else:
+        message = " ".join(message.replace("\\n", " ").split())
+    print(f"error: {message} (the keys are in configs/common.py and the stage config)", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -10,7 +10,7 @@ from flax import nnx
 from molmo2_jax.attention import MaskInfo
 from molmo2_jax.connector import Connector
 from molmo2_jax.model_config import Molmo2Config
-from molmo2_jax.qwen3 import KVCache, Qwen3
+from molmo2_jax.qwen3 import KVCache, Qwen3, ResidualDropout
 from molmo2_jax.ring_attention import context_parallel_layout
 from molmo2_jax.sharding import constrain
 from molmo2_jax.vit import VisionTransformer
@@ -99,9 +99,16 @@ class Molmo2(nnx.Module):
     def __call__(self, input_ids: jax.Array, pixel_values=None, image_token_pooling=None,
                  pixel_values_videos=None, video_token_pooling=None, mm_token_type_ids=None,
                  attention_mask=None, position_ids=None, segment_ids=None, branch_ids=None,
-                 cache: KVCache | None = None,
-                 return_hidden: bool = False, **unused_hf_inputs):
-        """Logits [B, T, vocab] (and the updated cache when one is given)."""
+                 cache: KVCache | None = None, return_hidden: bool = False,
+                 dropout: ResidualDropout | None = None, *,
+                 image_grids=None, image_num_crops=None, video_grids=None):
+        """Logits [B, T, vocab] (and the updated cache when one is given).
+
+        `image_grids`, `image_num_crops` and `video_grids` are accepted because the processor (like
+        transformers') returns them; the layout they describe is already in the pooling tables. Any
+        other keyword is a TypeError, so a misspelt input cannot be silently dropped. `dropout` is
+        Molmo2's residual dropout during training (None at evaluation and generation).
+        """
         pixels, pooling = merge_visual_inputs(pixel_values, image_token_pooling, pixel_values_videos,
                                               video_token_pooling)
         x = self.embed(input_ids, pixels, pooling)
@@ -110,7 +117,9 @@ class Molmo2(nnx.Module):
         if order is not None:  # ring's zig-zag token layout, undone below (ring_attention.py says why here)
             x, info = x[:, order], jax.tree.map(lambda a: a[:, order], info)
             x = constrain(x, ("batch", "length", None))
-        hidden, cache = self.language_model(x, info, self.attention_impl, cache)
+            if dropout is not None and dropout.response_mask is not None:
+                dropout = dropout._replace(response_mask=dropout.response_mask[:, order])
+        hidden, cache = self.language_model(x, info, self.attention_impl, cache, dropout)
         if order is not None:
             hidden = constrain(hidden[:, np.argsort(order)], ("batch", "length", None))
         out = hidden if return_hidden else self.language_model.logits(hidden)

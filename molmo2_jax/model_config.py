@@ -174,22 +174,45 @@ def nano() -> Molmo2Config:
 
 
 def molmo2_4b() -> Molmo2Config:
-    """Molmo2-4B shapes: Qwen3-4B decoder."""
+    """Molmo2-4B: Qwen3-4B-Instruct-2507 decoder (RoPE theta 5e6), tied embeddings as trained.
+
+    Source: allenai/molmo2 olmo/model_configs.py::QWEN3_4B_INSTRUCT (rope_theta=5000000.0, weight_tying=True).
+    """
     return _molmo2(TextConfig(hidden_size=2560, intermediate_size=9728, num_layers=36, num_heads=32,
-                              num_kv_heads=8, head_dim=128))
+                              num_kv_heads=8, head_dim=128, rope_theta=5_000_000.0, tie_word_embeddings=True))
 
 
 def molmo2_8b() -> Molmo2Config:
-    """Molmo2-8B shapes: Qwen3-8B decoder."""
+    """Molmo2-8B: Qwen3-8B decoder (theta 1e6), untied embeddings (model_configs.py::QWEN3_8B)."""
     return _molmo2(TextConfig(hidden_size=4096, intermediate_size=12288, num_layers=36,
-                              num_heads=32, num_kv_heads=8, head_dim=128))
+                              num_heads=32, num_kv_heads=8, head_dim=128, tie_word_embeddings=False))
 
 
-PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b}
+OLMO3_FULL_ATTENTION_LAYERS = (3, 7, 11, 15, 19, 23, 27, 31)
 
 
-def get_config(name: str) -> Molmo2Config:
-    """Look a preset up by the name configs use (`model.name`)."""
+def molmo2_o_7b() -> Molmo2Config:
+    """Molmo2-O-7B: OLMo3-7B-Instruct decoder: post-norm, full-width QK-norm, MHA, YaRN on every 4th layer.
+
+    Source: allenai/molmo2 olmo/model_configs.py::OLMO3_7B_INSTRUCT (norm_after, attention_layer_norm over
+    d_model, n_kv_heads=None, vocab 100,278 + 128, rope_theta 5e5, YaRN factor 8 / attention factor
+    1.2079 / beta 32, 1 / original 8,192 on `full_attention_layers`, untied). transformers' Molmo2 text
+    model has no sliding window, so the other layers use full attention with unscaled RoPE there too.
+    """
+    yarn = (("attention_factor", 1.2079441541679836), ("beta_fast", 32.0), ("beta_slow", 1.0),
+            ("factor", 8.0), ("original_max_position_embeddings", 8192), ("rope_type", "yarn"))
+    text = TextConfig(vocab_size=100_278, additional_vocab_size=128, hidden_size=4096, intermediate_size=11008,
+                      num_layers=32, num_heads=32, num_kv_heads=32, head_dim=128, rope_theta=500_000.0,
+                      rope_scaling=yarn, rope_scaling_layers=OLMO3_FULL_ATTENTION_LAYERS, qk_norm_type="olmo",
+                      norm_after=True, tie_word_embeddings=False, max_position_embeddings=65_536)
+    return _molmo2(text).replace(**_special_ids(100_278))
+
+
+PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b, "molmo2-o-7b": molmo2_o_7b}
+
+
+def preset(name: str) -> Molmo2Config:
+    """The model preset a config names (`model.name`: tiny, nano, molmo2-4b, molmo2-8b)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
@@ -263,7 +286,10 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
     if isinstance(hf, str):
         path = os.path.join(hf, "config.json") if os.path.isdir(hf) else hf
         with open(path) as f:
-            hf = json.load(f)
+            try:
+                hf = json.load(f)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path} is not valid JSON ({e}); restore or re-download it") from None
     vc = dict(hf.get("vision_config") or hf.get("vit_config") or {})
     ac = dict(hf.get("adapter_config") or {})
     tc = dict(hf.get("text_config") or {})
@@ -271,7 +297,7 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
         raise ValueError("not a Molmo2 config: expected `vision_config` (or `vit_config`) and `text_config`")
     layers = ac.get("vision_feature_layer", ac.get("vit_layers", [24, 18]))
     vit_layers_in_ckpt = vc["num_hidden_layers"]
-    blocks = tuple(_feature_block(l, vit_layers_in_ckpt) for l in layers)
+    blocks = tuple(_feature_block(layer, vit_layers_in_ckpt) for layer in layers)
     vit = vit_config_from_hf(vc, num_layers=max(blocks) + 1)
     text = text_config_from_hf(tc)
     conn = ConnectorConfig(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from molmo2_jax.attention import MaskInfo, attend
@@ -17,27 +20,118 @@ from molmo2_jax.model_config import TextConfig
 # RoPE
 
 
-def rope_inv_freq(cfg: TextConfig) -> jax.Array:
-    """RoPE inverse frequencies (1-D, NeoX half-split layout) with optional linear scaling."""
+class Rope(NamedTuple):
+    """One layer's RoPE: inverse frequencies [hd/2] and the cos/sin multiplier (YaRN's attention factor)."""
+
+    inv_freq: jax.Array
+    scale: jax.Array
+
+
+def _yarn(inv: np.ndarray, dim: int, theta: float, p: dict) -> tuple[np.ndarray, float]:
+    """YaRN (arXiv 2309.00071) as transformers computes it: ramp between interpolated and original freqs."""
+    factor = float(p["factor"])
+    original = p["original_max_position_embeddings"]
+    attention = p.get("attention_factor")
+    if attention is None:
+        mscale = lambda s, m=1.0: 1.0 if s <= 1 else 0.1 * m * math.log(s) + 1.0  # noqa: E731
+        m, m_all = p.get("mscale"), p.get("mscale_all_dim")
+        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+    fast, slow = p.get("beta_fast") or 32, p.get("beta_slow") or 1
+
+    def correction_dim(rotations):
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = correction_dim(fast), correction_dim(slow)
+    if p.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    high = high + 0.001 if low == high else high
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - low) / (high - low), 0, 1)
+    extrapolate = 1 - ramp
+    return (inv / factor) * (1 - extrapolate) + inv * extrapolate, float(attention)
+
+
+def _llama3(inv: np.ndarray, p: dict) -> np.ndarray:
+    """Llama-3 RoPE scaling: long wavelengths divided by `factor`, a smooth band between."""
+    factor, lo, hi = float(p["factor"]), float(p["low_freq_factor"]), float(p["high_freq_factor"])
+    old = p["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv
+    scaled = np.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    mid = (1 - smooth) * scaled / factor + smooth * scaled
+    is_mid = (wavelen >= old / hi) & (wavelen <= old / lo)
+    return np.where(is_mid, mid, scaled).astype(np.float32)
+
+
+def rope_inv_freq(cfg: TextConfig, layer: int | None = None) -> Rope:
+    """RoPE of one decoder layer (NeoX half-split layout): default, linear, llama3 or YaRN as in transformers.
+
+    Layers outside `rope_scaling_layers` (Molmo2-O: YaRN on every 4th layer only) keep the theta, unscaled.
+    """
     dim = cfg.head_dim
-    inv = 1.0 / (cfg.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    inv = (1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / dim))).astype(np.float32)
     scaling = dict(cfg.rope_scaling)
+    scaling.setdefault("original_max_position_embeddings", cfg.max_position_embeddings)
     kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if layer is not None and cfg.rope_scaling_layers is not None and layer not in cfg.rope_scaling_layers:
+        kind = "default"
+    scale = 1.0
     if kind == "linear":
         inv = inv / float(scaling["factor"])
+    elif kind == "yarn":
+        inv, scale = _yarn(inv, dim, cfg.rope_theta, scaling)
+    elif kind == "llama3":
+        inv = _llama3(inv, scaling)
     elif kind != "default":
-        raise NotImplementedError(f"RoPE type {kind!r} is not supported (only default and linear)")
-    return inv
+        raise NotImplementedError(f"RoPE type {kind!r} is not supported (default, linear, llama3, yarn); "
+                                  "it depends on the sequence length (dynamic/longrope)")
+    return Rope(jnp.asarray(inv, jnp.float32), jnp.asarray(scale, jnp.float32))
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
+def rope_layers(cfg: TextConfig) -> Rope:
+    """Every layer's RoPE stacked: inv_freq [layers, hd/2], scale [layers] (scan-friendly)."""
+    ropes = [rope_inv_freq(cfg, i) for i in range(cfg.num_layers)]
+    return Rope(jnp.stack([r.inv_freq for r in ropes]), jnp.stack([r.scale for r in ropes]))
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array | Rope) -> jax.Array:
     """Rotate x [B, T, heads, hd] by its positions [B, T] (cos/sin computed in fp32, applied in x's dtype)."""
+    inv_freq, scale = (inv_freq.inv_freq, inv_freq.scale) if isinstance(inv_freq, Rope) else (inv_freq, 1.0)
     freqs = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, hd/2]
     emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
-    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    cos, sin = (jnp.cos(emb) * scale).astype(x.dtype), (jnp.sin(emb) * scale).astype(x.dtype)
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos + rotated * sin
+
+
+# ----------------------------------------------------------------------------------------------
+# Residual dropout
+
+
+class ResidualDropout(NamedTuple):
+    """Molmo2's residual dropout (olmo/nn/llm.py `Dropout(residual_dropout, mask_p=response_residual_dropout)`).
+
+    Each sublayer output is dropped with `rate`, or `response_rate` where `response_mask` [B, T] is set
+    (tokens predicting a response token). Training only: pass None at evaluation and generation.
+    """
+
+    key: jax.Array
+    rate: float
+    response_rate: float = 0.0
+    response_mask: jax.Array | None = None
+
+
+def residual_dropout(x: jax.Array, drop: ResidualDropout | None, layer: int, sublayer: int) -> jax.Array:
+    """Inverted dropout of a sublayer output x [B, T, D] with a per-token keep probability."""
+    if drop is None or (drop.rate == 0.0 and drop.response_rate == 0.0):
+        return x
+    keep = jnp.full(x.shape[:2], 1.0 - drop.rate, jnp.float32)
+    if drop.response_mask is not None:
+        keep = jnp.where(drop.response_mask, 1.0 - drop.response_rate, keep)
+    key = jax.random.fold_in(jax.random.fold_in(drop.key, layer), sublayer)
+    kept = jax.random.bernoulli(key, keep[..., None], x.shape)
+    return jnp.where(kept, x / keep[..., None].astype(x.dtype), 0).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,9 +175,10 @@ class Qwen3Attention(nnx.Module):
     def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
         d, hd = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
-        self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
-        self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
-        self.v_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
+        bias = cfg.attention_bias
+        self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
+        self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
+        self.v_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
         self.o_proj = dense(cfg.num_heads * hd, d, ("q_heads", "embed"), use_bias=False, dtype=dtype, rngs=rngs)
         per_head = cfg.qk_norm_type == "qwen3"
         self.q_norm = RMSNorm(hd if per_head else cfg.num_heads * hd, cfg.rms_norm_eps)
@@ -117,19 +212,20 @@ class Qwen3Attention(nnx.Module):
 class Qwen3Block(nnx.Module):
     """Decoder block: pre-norm (Qwen3) or post-norm (OLMo `norm_after`) attention and MLP sublayers."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0):
         self.norm_after = cfg.norm_after
+        self.layer = layer
         self.self_attn = Qwen3Attention(cfg, dtype, rngs)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size, "embed", "embed", dtype, rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def __call__(self, x, info, inv_freq, impl, cache=None):
+    def __call__(self, x, info, inv_freq, impl, cache=None, dropout: ResidualDropout | None = None):
         h = x if self.norm_after else self.input_layernorm(x)
         h, new_kv = self.self_attn(h, info, inv_freq, impl, cache)
-        x = x + (self.input_layernorm(h) if self.norm_after else h)
+        x = x + residual_dropout(self.input_layernorm(h) if self.norm_after else h, dropout, self.layer, 0)
         h = self.mlp(x if self.norm_after else self.post_attention_layernorm(x))
-        x = x + (self.post_attention_layernorm(h) if self.norm_after else h)
+        x = x + residual_dropout(self.post_attention_layernorm(h) if self.norm_after else h, dropout, self.layer, 1)
         return x, new_kv
 
 
@@ -145,27 +241,31 @@ class Qwen3(nnx.Module):
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
             embedding_metadata={"logical_axes": ("vocab", "embed")},
         )
-        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
-            self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=dtype, rngs=rngs)
+            self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False,
+                                 dtype=dtype, rngs=rngs)
 
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        """LM head over the base vocabulary only (Molmo2's extra rows are input-only)."""
+    def head_weight(self) -> jax.Array:
+        """The LM head [D, vocab] in the compute dtype, over the base vocabulary only (extra rows are input-only)."""
         if self.cfg.tie_word_embeddings:
-            table = self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype)
-            return jnp.einsum("btd,vd->btv", hidden, table)
-        return self.lm_head(hidden)
+            return self.embed_tokens.embedding[...][: self.cfg.vocab_size].astype(self.dtype).T
+        return self.lm_head.kernel[...].astype(self.dtype)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """LM head logits [B, T, vocab]."""
+        return jnp.einsum("btd,dv->btv", hidden.astype(self.dtype), self.head_weight())
 
     def __call__(self, embeds: jax.Array, info: MaskInfo, impl: str = "xla",
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
-        """embeds [B, T, D] -> final hidden states [B, T, D] (and the updated cache)."""
+                 cache: KVCache | None = None, dropout: ResidualDropout | None = None
+                 ) -> tuple[jax.Array, KVCache | None]:
+        """embeds [B, T, D] -> final hidden states [B, T, D] (and the updated cache); `dropout`: training only."""
         cfg = self.cfg
-        scaled = rope_inv_freq(cfg)
-        unscaled = rope_inv_freq(dataclasses.replace(cfg, rope_scaling=()))
+        ropes = rope_layers(cfg)
         x = embeds.astype(self.dtype)
         kv_info = None
         if cache is not None:
@@ -175,12 +275,12 @@ class Qwen3(nnx.Module):
             info = dataclasses.replace(info, branch=None)  # generation has no message trees
         keys, values = [], []
         for i, block in enumerate(self.layers):
-            inv = scaled if cfg.rope_scaling_layers is None or i in cfg.rope_scaling_layers else unscaled
+            inv = Rope(ropes.inv_freq[i], ropes.scale[i])
             layer_cache = None if cache is None else (cache.keys[i], cache.values[i], kv_info, cache.index)
             if self.remat and cache is None:
-                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl))(block, x)
+                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl, None, dropout))(block, x)
             else:
-                x, new_kv = block(x, info, inv, impl, layer_cache)
+                x, new_kv = block(x, info, inv, impl, layer_cache, dropout)
                 if new_kv is not None:
                     keys.append(new_kv[0])
                     values.append(new_kv[1])

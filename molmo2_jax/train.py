@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ import optax
 from flax import nnx
 
 from molmo2_jax.model import Molmo2
+from molmo2_jax.qwen3 import ResidualDropout
 
 COMPONENTS = ("vit", "connector", "llm")
 _PREFIX = {"vision_tower": "vit", "connector": "connector", "language_model": "llm"}
@@ -36,9 +38,14 @@ def trainable_filter(freeze_vit: bool):
     return nnx.Param
 
 
-def learning_rate_schedules(lrs: Mapping[str, float], warmup: int, total: int, final_frac: float = 0.1):
-    """Per-component warmup + cosine decay (to `final_frac` of the peak)."""
-    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(warmup, 1), max(total, warmup + 1),
+def learning_rate_schedules(lrs: Mapping[str, float], warmup: int | Mapping[str, int], total: int,
+                            final_frac: float = 0.1):
+    """Per-component linear warmup from 0 + cosine decay to `final_frac` of the peak (Molmo2 `multimodal`).
+
+    `warmup`: one step count, or one per component (Molmo2 stage 1: connector 200, ViT 2,000, LLM 2,000).
+    """
+    steps = {c: int(warmup[c] if isinstance(warmup, Mapping) else warmup) for c in COMPONENTS}
+    return {c: optax.warmup_cosine_decay_schedule(0.0, lrs[c], max(steps[c], 1), max(total, steps[c] + 1),
                                                   end_value=lrs[c] * final_frac) for c in COMPONENTS}
 
 
@@ -79,33 +86,135 @@ def next_token_targets(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.A
     return targets, jnp.pad(weights, ((0, 0), (0, 1)))
 
 
-def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
-                           num_sources: int = 0):
-    """sum(ce * w) / sum(w) over the batch's targets, plus optional z-loss; with accuracy.
-
-    With `num_sources` and per-token `source_ids`, also per-dataset sums of ce * w and of w (for per-dataset loss).
-    """
+def _valid_targets(batch: Mapping[str, jax.Array], vocab: int) -> tuple[jax.Array, jax.Array]:
+    """(targets clipped into [0, vocab), weights zeroed where there is no in-vocabulary target)."""
     targets, weights = next_token_targets(batch)
-    logits = logits.astype(jnp.float32)
-    valid = (targets >= 0) & (targets < logits.shape[-1])  # Molmo2's extra-vocab tokens are never targets
-    weights = jnp.where(valid, weights, 0.0)
-    targets = jnp.clip(targets, 0, logits.shape[-1] - 1)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    ce = log_z - target_logit
-    total_w = jnp.maximum(weights.sum(), 1e-8)
-    loss = (ce * weights).sum() / total_w
-    if z_loss:
-        loss = loss + z_loss * ((log_z ** 2) * weights).sum() / total_w
+    valid = (targets >= 0) & (targets < vocab)  # Molmo2's extra-vocab tokens are never targets
+    return jnp.clip(targets, 0, vocab - 1), jnp.where(valid, weights, 0.0)
+
+
+def _loss_aux(ce, correct, weights, total_w, batch, num_sources) -> dict:
+    """Metrics of a step's loss: weighted ce, accuracy, loss tokens, per-dataset sums of ce * w and w."""
     mask = weights > 0
-    correct = (jnp.argmax(logits, -1) == targets) & mask
-    aux = {"ce": (ce * weights).sum() / total_w, "accuracy": correct.sum() / jnp.maximum(mask.sum(), 1),
+    aux = {"ce": (ce * weights).sum() / total_w, "accuracy": (correct & mask).sum() / jnp.maximum(mask.sum(), 1),
            "loss_tokens": mask.sum()}
     if num_sources and "source_ids" in batch:
         onehot = jax.nn.one_hot(batch["source_ids"], num_sources, dtype=jnp.float32)  # [B, T, D]; -1 -> zeros
         aux["source_ce_sum"] = jnp.einsum("bt,btd->d", ce * weights, onehot)
         aux["source_weight"] = jnp.einsum("bt,btd->d", weights, onehot)
-    return loss, aux
+    return aux
+
+
+def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
+                           num_sources: int = 0):
+    """sum(ce * w) / sum(w) over the batch's targets, plus optional z-loss; with accuracy.
+
+    With `num_sources` and per-token `source_ids`, also per-dataset sums of ce * w and of w (for per-dataset loss).
+    The reference for `head_cross_entropy`, which the train step uses (same values, no [B, T, V] logits).
+    """
+    targets, weights = _valid_targets(batch, logits.shape[-1])
+    logits = logits.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    ce = log_z - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    total_w = jnp.maximum(weights.sum(), 1e-8)
+    loss = (ce * weights).sum() / total_w
+    if z_loss:
+        loss = loss + z_loss * ((log_z ** 2) * weights).sum() / total_w
+    correct = jnp.argmax(logits, -1) == targets
+    return loss, _loss_aux(ce, correct, weights, total_w, batch, num_sources)
+
+
+def head_cross_entropy(hidden: jax.Array, head: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
+                       num_sources: int = 0, chunk: int = 512):
+    """`weighted_cross_entropy` of the logits `hidden @ head` (hidden [B, T, D], head [D, V]), chunk by chunk."""
+    b, t, d = hidden.shape
+    targets, weights = _valid_targets(batch, head.shape[-1])
+    total_w = jnp.maximum(weights.sum(), 1e-8)
+    scale = jax.lax.stop_gradient(weights / total_w).reshape(-1)
+    loss, ce, correct = fused_head_loss(hidden.reshape(-1, d), head, targets.reshape(-1), scale, z_loss * scale,
+                                        min(chunk, b * t))
+    return loss, _loss_aux(ce.reshape(b, t), correct.reshape(b, t), weights, total_w, batch, num_sources)
+
+
+def _head_chunk(h, w, t, a, b):
+    """One chunk of tokens: logits h @ w [c, V] in fp32 -> (log Z, target logit, correct, d logits)."""
+    logits = jnp.einsum("cd,dv->cv", h, w, preferred_element_type=jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, t[:, None], axis=-1)[:, 0]
+    correct = jnp.argmax(logits, -1) == t
+    p = jnp.exp(logits - log_z[:, None])
+    # d/d logits of sum(a * ce) + sum(b * log_z^2), ce = log_z - target_logit
+    d = (a + 2 * b * log_z)[:, None] * p - a[:, None] * jax.nn.one_hot(t, logits.shape[-1], dtype=p.dtype)
+    return log_z, target_logit, correct, d
+
+
+def _fused_head_loss(hidden, w, targets, a, b, chunk: int, with_grads: bool):
+    """Scan the LM head over token chunks, weighted tokens first, skipping chunks that carry no weight.
+
+    hidden [N, D], w [D, V], targets/a/b [N] -> per-token ce, log Z, correct [N]; with_grads: also the
+    gradients of sum(a * ce + b * log_z^2) w.r.t. hidden [N, D] and w [D, V] (fp32), computed chunk by chunk
+    so no [N, V] array ever exists.
+    """
+    n, dim = hidden.shape
+    order = jnp.argsort(a <= 0, stable=True)  # tokens with a loss weight first
+    pad = -n % chunk
+
+    def take(x):  # sorted, padded, split into chunks: [chunks, c, ...]
+        x = jnp.pad(x[order], [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+        return x.reshape(-1, chunk, *x.shape[1:])
+
+    def body(dw, xs):
+        h, t, a_c, b_c = xs
+
+        def compute(dw):
+            log_z, tl, correct, d = _head_chunk(h, w, t, a_c, b_c)
+            dh = jnp.zeros_like(h)
+            if with_grads:
+                dh = jnp.einsum("cv,dv->cd", d.astype(w.dtype), w, preferred_element_type=jnp.float32).astype(h.dtype)
+                dw = dw + jnp.einsum("cd,cv->dv", h, d.astype(h.dtype), preferred_element_type=jnp.float32)
+            return dw, (log_z - tl, log_z, correct, dh)
+
+        def skip(dw):
+            zeros = jnp.zeros((chunk,), jnp.float32)
+            return dw, (zeros, zeros, jnp.zeros((chunk,), bool), jnp.zeros_like(h))
+
+        return jax.lax.cond(jnp.any(a_c > 0), compute, skip, dw)
+
+    dw0 = jnp.zeros(w.shape if with_grads else (), jnp.float32)
+    dw, outs = jax.lax.scan(body, dw0, (take(hidden), take(targets), take(a), take(b)))
+    inverse = jnp.argsort(order)
+    ce, log_z, correct, dh = (x.reshape(-1, *x.shape[2:])[:n][inverse] for x in outs)
+    return ce, log_z, correct, dh, dw
+
+
+def _head_loss_value(ce, log_z, a, b):
+    return (ce * a).sum() + (log_z * log_z * b).sum()
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def fused_head_loss(hidden, w, targets, a, b, chunk=512):
+    """sum(a * ce + b * log_z^2) of the LM head `hidden @ w` without [N, V] logits; also per-token ce, correct.
+
+    hidden [N, D], w [D, V], targets [N] in [0, V), a/b [N] fixed weights (no gradient). The gradients are
+    computed in the forward chunk scan (the weights are known up front), so backward costs no recompute.
+    Only the scalar is differentiable; ce and correct are metrics.
+    """
+    ce, log_z, correct, _, _ = _fused_head_loss(hidden, w, targets, a, b, chunk, with_grads=False)
+    return _head_loss_value(ce, log_z, a, b), ce, correct
+
+
+def _fused_head_loss_fwd(hidden, w, targets, a, b, chunk):
+    ce, log_z, correct, dh, dw = _fused_head_loss(hidden, w, targets, a, b, chunk, with_grads=True)
+    return (_head_loss_value(ce, log_z, a, b), ce, correct), (dh, dw.astype(w.dtype))
+
+
+def _fused_head_loss_bwd(chunk, res, cts):
+    dh, dw = res
+    g = cts[0]
+    return (g * dh).astype(dh.dtype), (g * dw).astype(dw.dtype), None, None, None
+
+
+fused_head_loss.defvjp(_fused_head_loss_fwd, _fused_head_loss_bwd)
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -149,9 +258,18 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
-def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0):
-    logits = model(**model_inputs(batch))
-    return weighted_cross_entropy(logits, batch, z_loss, num_sources)
+def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dropout: tuple[float, float] = (0.0, 0.0),
+            key: jax.Array | None = None, chunk: int = 512):
+    """The step's loss: final hidden states -> chunked LM head + weighted cross-entropy (+ z-loss).
+
+    `dropout` = (residual, response-only residual) rates, drawn from `key`.
+    """
+    drop = None
+    if key is not None and any(dropout):
+        response = next_token_targets(batch)[1] > 0  # Molmo2: response_mask = loss_masks > 0
+        drop = ResidualDropout(key, float(dropout[0]), float(dropout[1]), response)
+    hidden = model(**model_inputs(batch), return_hidden=True, dropout=drop)
+    return head_cross_entropy(hidden, model.language_model.head_weight(), batch, z_loss, num_sources, chunk)
 
 
 @dataclasses.dataclass
@@ -162,22 +280,29 @@ class TrainState:
     optimizer: nnx.Optimizer
 
 
-def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0):
-    """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches."""
+def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0,
+                    dropout: tuple[float, float] = (0.0, 0.0), seed: int = 0):
+    """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches.
+
+    Residual dropout masks depend only on (seed, optimizer step, micro-batch), so a resumed run draws the same.
+    """
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_step(model: Molmo2, optimizer: nnx.Optimizer, batch):
         wrt = optimizer.wrt
         diff = nnx.DiffState(0, wrt)
-        grad_fn = nnx.value_and_grad(lambda m, b: loss_fn(m, b, z_loss, num_sources), argnums=diff, has_aux=True)
+        step_key = jax.random.fold_in(jax.random.key(seed), optimizer.step[...])
+        grad_fn = nnx.value_and_grad(lambda m, b, k: loss_fn(m, b, z_loss, num_sources, dropout, k), argnums=diff,
+                                     has_aux=True)
         if accum_steps == 1:
-            (loss, aux), grads = grad_fn(model, batch)
+            (loss, aux), grads = grad_fn(model, batch, step_key)
         else:
             micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
             loss, aux, grads = 0.0, None, None
             for i in range(accum_steps):
-                (l, a), g = grad_fn(model, jax.tree.map(lambda x: x[i], micro))
-                loss = loss + l / accum_steps
+                mb = jax.tree.map(lambda x: x[i], micro)
+                (micro_loss, a), g = grad_fn(model, mb, jax.random.fold_in(step_key, i))
+                loss = loss + micro_loss / accum_steps
                 grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
                 aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
             grads = jax.tree.map(lambda g: g / accum_steps, grads)
@@ -194,3 +319,31 @@ def nonfinite_count(optimizer: nnx.Optimizer) -> int:
     state = optimizer.opt_state
     return int(np.asarray(state.notfinite_count[...] if hasattr(state.notfinite_count, "__getitem__")
                           else state.notfinite_count))
+
+
+def model_flops_per_step(cfg, config) -> float:
+    """Training FLOPs of one step of `config`'s batch, ViT and connector included (matmuls only).
+
+    Per packed sequence of S tokens with C crop slots of P patches and S pooling rows of W patches:
+      LLM   6 * N_llm * S + 12 * L * (heads * head_dim) * S^2   (N_llm: block matrices + LM head; the
+            mask is applied to a full S x S score matrix, so attention counts all of it)
+      ViT   k * C * (2 * N_vit * P + 4 * L_vit * (heads * head_dim) * P^2), k = 1 frozen (forward only,
+            nothing upstream needs its gradient) else 3
+      conn. 6 * S * (d_in * inner * (1 + 2W) + inner * d_c + 2 * d_c * I_c + I_c * d_llm)  (one query,
+            W keys and W values, the output, the SwiGLU projector; trained; W = 4, 2x2 image pooling)
+    times the batch size. Checked against XLA's cost_analysis in tests/test_step_report.py.
+    """
+    t, v, c = cfg.text, cfg.vit, cfg.connector
+    s, crops, p = config.seq_len, config.data.max_crops + config.data.get("max_frames", 0), v.num_patches
+    attn = t.hidden_size * (2 * t.num_heads + 2 * t.num_kv_heads) * t.head_dim
+    n_llm = t.num_layers * (attn + 3 * t.hidden_size * t.intermediate_size) + t.hidden_size * t.vocab_size
+    llm = 6 * n_llm * s + 12 * t.num_layers * t.num_heads * t.head_dim * s * s
+    vit_inner = v.num_heads * v.head_dim
+    n_vit = v.num_layers * (4 * v.hidden_size * vit_inner + 2 * v.hidden_size * v.intermediate_size)
+    n_vit += v.patch_dim * v.hidden_size
+    vit = (1 if config.freeze_vit else 3) * crops * (2 * n_vit * p + 4 * v.num_layers * vit_inner * p * p)
+    d_in, inner, window = c.hidden_size * len(c.feature_layers), c.num_heads * c.head_dim, 4
+    n_conn = (d_in * inner * (1 + 2 * window) + inner * c.hidden_size + 2 * c.hidden_size * c.intermediate_size
+              + c.intermediate_size * c.text_hidden_size)
+    conn = 6 * s * n_conn
+    return float(config.batch_size * (llm + vit + conn))

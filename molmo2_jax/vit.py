@@ -35,8 +35,9 @@ class VitMlp(nnx.Module):
     """Two-layer GELU(tanh) MLP with biases."""
 
     def __init__(self, cfg: VitConfig, dtype, rngs: nnx.Rngs):
-        self.fc1 = dense(cfg.hidden_size, cfg.intermediate_size, ("vit_embed", "vit_mlp"), use_bias=True, dtype=dtype, rngs=rngs)
-        self.fc2 = dense(cfg.intermediate_size, cfg.hidden_size, ("vit_mlp", "vit_embed"), use_bias=True, dtype=dtype, rngs=rngs)
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.fc1 = dense(d, f, ("vit_embed", "vit_mlp"), use_bias=True, dtype=dtype, rngs=rngs)
+        self.fc2 = dense(f, d, ("vit_mlp", "vit_embed"), use_bias=True, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
@@ -61,7 +62,8 @@ class VisionTransformer(nnx.Module):
 
     def __init__(self, cfg: VitConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.patch_embedding = dense(cfg.patch_dim, cfg.hidden_size, ("vit_patch", "vit_embed"), use_bias=True, dtype=dtype, rngs=rngs)
+        self.patch_embedding = dense(cfg.patch_dim, cfg.hidden_size, ("vit_patch", "vit_embed"), use_bias=True,
+                                     dtype=dtype, rngs=rngs)
         self.positional_embedding = nnx.Param(
             0.02 * jax.random.normal(rngs.params(), (cfg.num_patches, cfg.hidden_size), jnp.float32),
             logical_axes=("vit_pos", "vit_embed"),

@@ -31,7 +31,7 @@ def tiny_inference_dir(tmp_path_factory):
     from flax import nnx
 
     from molmo2_jax import model_config as mc
-    from molmo2_jax.data import fit_to_token_ids, save_processor
+    from molmo2_jax.data import fit_to_token_ids
     from molmo2_jax.checkpoints.orbax_io import save_params
     from molmo2_jax.model import Molmo2
     from molmo2_jax.processing.images import ImageConfig
@@ -48,5 +48,32 @@ def tiny_inference_dir(tmp_path_factory):
                            VideoConfig(base_size=56, patch_size=7, max_frames=4))
     cfg = fit_to_token_ids(mc.tiny(), proc.token_ids)
     save_params(str(d / "model"), Molmo2(cfg, rngs=nnx.Rngs(0)))
-    save_processor(proc, str(d / "model"), sp)
+    proc.save(str(d / "model"), sp)
     return d
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A started local stand-in HF hub (tests/hub_server.py); HF_ENDPOINT and the client point at it.
+
+    Add repos with `hub.datasets["allenai/x"] = {"data/train-00000-of-00001.parquet": bytes}` and
+    image URLs with `hub.web["a.jpg"] = bytes` (`hub.web_url("a.jpg")`). Subprocesses inherit the
+    environment (HF_ENDPOINT, HF_HOME under tmp_path, telemetry off).
+    """
+    from hub_server import StandInHub
+
+    server = StandInHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:  # the client reads HF_ENDPOINT at import: repoint an already imported one
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    except ImportError:
+        pass
+    yield server
+    server.stop()

@@ -14,6 +14,17 @@ from data_pipelines import download, registry
 from data_pipelines.readers import pixmo_image_path
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+
+
+def _png_for(path: str) -> bytes:
+    """A small real PNG whose colour depends on `path` (so each URL has its own bytes)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), hash(path) % 256, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -34,7 +45,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         body = b"not an image at all" if self.path.startswith("/img/bad") else PAYLOAD
         if self.path.startswith("/img/"):
-            body = self.path.encode() * 10 if not self.path.startswith("/img/bad") else body
+            body = _png_for(self.path) if not self.path.startswith("/img/bad") else body
         start = int(rng.split("=")[1].split("-")[0]) if rng else 0
         if start >= len(body):
             self.send_error(416, "Range Not Satisfiable")
@@ -108,13 +119,18 @@ def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
 
 def test_image_url_failures_are_recorded_not_fatal(server, tmp_path):
     good = f"{server}/img/ok1"
-    urls = [(good, hashlib.sha256(b"/img/ok1" * 10).hexdigest()), (f"{server}/img/ok2", None),
-            (f"{server}/missing/3", None), (f"{server}/img/bad", "f" * 64)]
-    ok, failed = download.fetch_image_urls(urls, str(tmp_path), _dl(), workers=4)
-    assert (ok, failed) == (2, 2)
+    urls = [(good, hashlib.sha256(_png_for("/img/ok1")).hexdigest()), (f"{server}/img/ok2", None),
+            (f"{server}/missing/3", None), (f"{server}/img/bad", "f" * 64),
+            (f"{server}/img/bad2", None)]
+    dl = download.Downloader(retries=1, backoff_s=0.01, timeout_s=5, quiet=True,
+                             verify=download.verify_image)
+    ok, failed = download.fetch_image_urls(urls, str(tmp_path), dl, workers=4)
+    assert ok == 2 and failed == {"http_404": 1, "sha256_mismatch": 1, "not_an_image": 1}
     assert os.path.exists(tmp_path / pixmo_image_path(good))
     lines = [json.loads(x) for x in open(tmp_path / "pixmo_images" / "failures.jsonl")]
-    assert {x["url"] for x in lines} == {f"{server}/missing/3", f"{server}/img/bad"}
+    assert {x["url"] for x in lines} == {f"{server}/missing/3", f"{server}/img/bad",
+                                         f"{server}/img/bad2"}
+    assert not os.path.exists(tmp_path / pixmo_image_path(f"{server}/img/bad2"))
 
 
 def test_dataset_download_summarises_failures_manual_sets_and_images(server, tmp_path,
@@ -124,6 +140,8 @@ def test_dataset_download_summarises_failures_manual_sets_and_images(server, tmp
     repo_dir.mkdir(parents=True)  # as if the HF snapshot were already there
     pq.write_table(pa.table({"image_url": [f"{server}/img/a", f"{server}/missing/b"],
                              "image_sha256": [None, None]}), repo_dir / "train.parquet")
+    pq.write_table(pa.table({"image_url": [f"{server}/img/val"], "image_sha256": [None]}),
+                   repo_dir / "validation.parquet")  # another split: never fetched
     http_ok = registry.DatasetSpec("http_set", "vqa", "image", urls=(
         registry.FileSpec(f"{server}/good", SHA),), media="none")
     http_bad = registry.DatasetSpec("http_bad", "vqa", "image", urls=(
@@ -139,7 +157,7 @@ def test_dataset_download_summarises_failures_manual_sets_and_images(server, tmp
     assert summary.ok == ["http_set", "pixmo_count_like"]
     assert "404" in summary.failed["http_bad"]
     assert "doc_qa" in summary.manual
-    assert summary.images["pixmo_count_like"] == (1, 1)
+    assert summary.images["pixmo_count_like"] == (1, {"http_404": 1})
     report = summary.report()
     assert "FAILED" in report and "manual download" in report
 
@@ -148,3 +166,39 @@ def test_cli_rejects_datasets_outside_the_stage(tmp_path, capsys):
     with pytest.raises(SystemExit):
         download.main(["--stage", "1", "--out", str(tmp_path), "--only", "tulu4"])
     assert "not in stage 1" in capsys.readouterr().err
+
+
+def test_list_prints_reader_size_source_and_manual_steps_per_dataset(capsys):
+    assert download.main(["--stage", "2", "--list"]) == 0
+    out = capsys.readouterr().out
+    for spec in registry.stage_datasets(2):
+        line = next(x for x in out.splitlines() if x.startswith(spec.name + ":"))
+        assert ("NO READER" in line) == (spec.reader is None), line
+        assert spec.origin in line
+        assert (f"{spec.size:,} examples" if spec.size else "size unknown") in line
+    assert "vixmo_points_minmax_0_5: reader molmo2_video_points" in out
+    assert "youtube-cc-{exist,kw,temporal}-2fps/<video_id>_2fps.mp4" in out  # VideoPoint steps
+
+
+def test_refused_connections_cost_well_under_a_second_each(tmp_path):
+    from hub_server import refused_url
+    import time
+    dl = download.image_downloader(quiet=True)
+    t0 = time.time()
+    ok, failed = download.fetch_image_urls([(refused_url(f"{i}.jpg"), None) for i in range(8)],
+                                           str(tmp_path), dl, workers=4)
+    assert (ok, failed) == (0, {"connection_refused": 8})
+    assert time.time() - t0 < 3.0  # one short retry each, not 15 s of backoff
+
+
+def test_a_stale_html_page_on_disk_is_refetched_and_a_good_image_is_not(server, tmp_path):
+    stale, good = f"{server}/img/stale", f"{server}/img/good"
+    for url, body in ((stale, b"<html>parked</html>"), (good, _png_for("/img/good"))):
+        path = tmp_path / pixmo_image_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    ok, failed = download.fetch_image_urls([(stale, None), (good, None)], str(tmp_path),
+                                           download.image_downloader(quiet=True), workers=2)
+    assert (ok, failed) == (2, {})
+    assert [p for p, _ in _Handler.requests] == ["/img/stale"]
+    assert download.verify_image(str(tmp_path / pixmo_image_path(stale))) is None

@@ -12,7 +12,6 @@ from molmo2_jax.eval.vqa import (
     levenshtein,
     multiple_choice_accuracy,
     normalize_vqa_answer,
-    parse_count,
     select_mc_option,
     vqa_accuracy,
 )
@@ -138,24 +137,6 @@ def test_multiple_choice_accuracy_accepts_index_letter_or_text():
     assert multiple_choice_accuracy("cat", OPTIONS, "B") == 0.0
     with pytest.raises(ValueError, match="neither an option letter"):
         multiple_choice_accuracy("cat", OPTIONS, "horse")
-
-
-@pytest.mark.parametrize("text, count", [
-    ('Counting the <points coords="1 1 900 400 2 911 800">dogs</points> shows a total of 2.', 2),
-    ("There are 3", 3),
-    ("There are 3 dogs and 2 cats.", 3),
-    ("three", 3),
-    ("There are none.", 0),
-    ("There are no dogs", 0),
-    ("No, there are 2", 2),  # a stated number wins over "no"
-    ("twenty-one birds", 21),
-    ("I see 1,000 stars", 1000),
-    ("Total: 7", 7),
-    ('<point x="10.0" y="20.5" alt="dog">dog</point> one', 1),  # legacy point markup ignored
-    ("I cannot tell", None),
-])
-def test_parse_count(text, count):
-    assert parse_count(text) == count
 
 
 def test_counting_accuracy_is_exact_integer_match():

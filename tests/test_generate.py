@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hf_reference import image_inputs, text_inputs, video_inputs
 
-from molmo2_jax.generate import bucket, generate_tokens, left_pad, sample_token
+from molmo2_jax.generation import bucket, generate_tokens, left_pad, sample_token
 
 NEW = 24
 
@@ -94,6 +94,7 @@ def test_generate_cli_prints_json_and_draws_png(tiny_inference_dir, tmp_path):
                           str(tmp_path / "out.png")], cwd=root, env=dict(os.environ, PYTHONPATH=root),
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "RuntimeWarning" not in run.stderr, run.stderr[-3000:]  # runpy: module already in sys.modules
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert set(out) >= {"text", "token_ids", "points"} and 1 <= len(out["token_ids"]) <= 8
     assert Image.open(tmp_path / "out.png").size == (64, 48)
@@ -147,3 +148,36 @@ def test_python_api_load_and_generate(tiny_inference_dir):
     assert isinstance(answer["text"], str) and len(answer["token_ids"]) <= 5
     assert molmo2_jax.parse_points('<points coords="1 1 500 500">x</points>', 60, 40)[0]["x"] == 30
     assert molmo2_jax.sample_frame_times(10.0, 128)[-1] == 10.0
+
+
+def test_package_generate_is_the_function_after_the_library_is_imported():
+    """`molmo2_jax.generate` stays callable: no library module imports the CLI module `molmo2_jax/generate.py`."""
+    import subprocess
+    import sys
+
+    code = ("import sys, molmo2_jax, molmo2_jax.evaluate, molmo2_jax.main, molmo2_jax.convert, molmo2_jax.generation\n"
+            "assert molmo2_jax.generate is molmo2_jax.generation.generate, molmo2_jax.generate\n"
+            "assert 'molmo2_jax.generate' not in sys.modules\n"
+            "import molmo2_jax.processing.formats\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_importing_the_output_formats_does_not_import_jax():
+    """The data readers write targets with `processing.formats`; the package imports lazily, so no JAX."""
+    import subprocess
+    import sys
+
+    code = "import sys, molmo2_jax.processing.formats\nassert 'jax' not in sys.modules, 'jax imported'\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_model_rejects_unknown_keyword_arguments(tiny_inference_dir):
+    import molmo2_jax
+
+    model, processor = molmo2_jax.load(str(tiny_inference_dir / "model"))
+    batch = processor.chat("Hi", images=[np.zeros((40, 60, 3), np.uint8)])
+    assert "image_grids" in batch  # transformers' layout inputs are accepted
+    with pytest.raises(TypeError, match="pixel_value"):
+        model(**dict(batch, pixel_value=batch["pixel_values"]))

@@ -54,8 +54,8 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
     want = {r["step"]: r["loss"] for r in _metrics(full) if "loss" in r}
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and not os.path.exists(killed / "checkpoints" / "8"):
         time.sleep(0.2)
@@ -78,6 +78,7 @@ def test_stage_configs_inspect_nano_on_fake_devices(tmp_path, stage):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "over 8 devices" in run.stdout and "memory per device" in run.stdout
     assert "language_model.embed_tokens.embedding" in run.stdout and "'fsdp'" in run.stdout
+    assert "schedule:" in run.stdout and "lr[llm]: peak" in run.stdout and "mixture" in run.stdout
     assert not os.path.exists(tmp_path / "checkpoints")  # nothing was trained or written
 
 
@@ -102,4 +103,4 @@ def test_two_processes_with_jax_distributed_train_together(tmp_path):
         assert p.returncode == 0, err[-3000:]
     rows = [r for r in _metrics(tmp_path) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]  # written once, by process 0
-    assert os.path.exists(tmp_path / "data_state" / "3" / "process_1.json")
+    assert os.path.exists(tmp_path / "checkpoints" / "3" / "data" / "process_1-of-2.json")  # one step dir holds all

@@ -106,7 +106,7 @@ def test_bf16_forward_stays_close_to_fp32(hf_molmo2, our_molmo2):
 
 @pytest.mark.parametrize("name", sorted(mc.PRESETS))
 def test_presets_build_abstractly(name):
-    cfg = mc.get_config(name)
+    cfg = mc.preset(name)
     model = nnx.eval_shape(lambda: Molmo2(cfg, rngs=nnx.Rngs(0)))
     assert model.language_model.embed_tokens.embedding.shape[0] == cfg.text.vocab_size + cfg.text.additional_vocab_size
     assert len(model.vision_tower.layers) == max(cfg.connector.feature_layers) + 1

@@ -126,6 +126,26 @@ def test_tiny_model_ids_and_crops(tmp_path):
     assert out["input_ids"].max() <= 309 and out["mm_token_type_ids"].sum() > crops
 
 
+def test_save_then_load_gives_the_same_processor(tmp_path):
+    """`Molmo2Processor.save` / `.load`: settings, token ids and the tokenizer file survive; outputs match."""
+    from molmo2_jax.processing.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+    words = "point to the red dog cat what is in this image".split()
+    rng = np.random.default_rng(1)
+    model_file = train_sentencepiece([" ".join(rng.choice(words, 8)) for _ in range(300)], str(tmp_path / "sp"),
+                                     vocab_size=300)
+    proc = Molmo2Processor(SentencePieceTokenizer(model_file),
+                           ImageConfig(base_size=28, patch_size=14, max_crops=3, overlap_margins=(0, 0)))
+    proc.save(str(tmp_path / "saved"), model_file)
+    back = Molmo2Processor.load(str(tmp_path / "saved"))
+    assert (back.image, back.video, back.token_ids) == (proc.image, proc.video, proc.token_ids)
+    image = rng.integers(0, 256, (40, 50, 3), np.uint8)
+    a, b = proc.chat("what is in this image", images=[image]), back.chat("what is in this image", images=[image])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileNotFoundError, match="processor.json"):
+        Molmo2Processor.load(str(tmp_path))
+
+
 def _tiny_hf_dir(tmp_path, processor_config: dict | None) -> str:
     """An HF-style directory with a small word-level tokenizer.json and Molmo2's configs."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -115,10 +115,10 @@ def test_multi_image_qa_keeps_2_to_5_images(tmp_path):
 
 def test_cosyn_point_reads_embedded_images_and_percent_points(tmp_path):
     rows = [{"id": "c1", "image": {"bytes": _png(), "path": None},
-             "questions": ["Where is the title?"], "answer_points": [[{"x": 50.0, "y": 10.0}]],
+             "questions": ["Where is the title?"], "answer_points": [{"x": [50.0], "y": [10.0]}],
              "names": ["title"]},
             {"id": "c2", "image": {"bytes": None, "path": None}, "questions": ["q"],
-             "answer_points": [[]], "names": ["n"]}]
+             "answer_points": [{"x": [], "y": []}], "names": ["n"]}]
     (ex,), skipped = _read("cosyn_point", rows, tmp_path)
     assert ex.images[0].data == _png() and ex.points[0].xy == [(0.5, 0.1)]
     assert ex.conversations[0].messages[1].content == \
@@ -157,7 +157,7 @@ def _video(raw, rel):
 
 
 def test_molmo2_video_points_bucket_by_count_and_format_timestamps(tmp_path):
-    _video(tmp_path, "videos/v1.mp4")
+    _video(tmp_path, "video_datasets/youtube-cc/youtube-cc-kw-2fps/v1_2fps.mp4")
     row = {"video_id": "v1", "video_source": "youtube", "clip_start": 0.0, "clip_end": 10.0,
            "video_duration": 10.0, "label": "balls", "question": "Point to the balls.",
            "count": 2, "category": "object", "two_fps_timestamps": [0.5, 1.0],
@@ -165,16 +165,29 @@ def test_molmo2_video_points_bucket_by_count_and_format_timestamps(tmp_path):
            "annotator_unsure": False}
     (ex,), _ = _read("molmo2_video_points", [row, {**row, "video_id": "gone"}], tmp_path,
                      max_count=5)
-    assert ex.video.path == "videos/v1.mp4" and ex.count == 2
+    assert ex.video.path == "video_datasets/youtube-cc/youtube-cc-kw-2fps/v1_2fps.mp4"
+    assert ex.count == 2
     assert ex.conversations[0].messages[1].content == ('Counting the <points coords="0.5 1 100 '
                                                        '200;1.0 2 300 400">balls</points> shows '
                                                        'a total of 2.')
     _, skipped = _read("molmo2_video_points", [row], tmp_path, min_count=6)
     assert skipped == {"filtered": 1}
+    # a 100 s video is used as its [30, 40] s clip: times become clip-relative
+    long = {**row, "video_duration": 100.0, "clip_start": 30.0, "clip_end": 40.0,
+            "two_fps_timestamps": [31.0, 32.5]}
+    (ex,), _ = _read("molmo2_video_points", [long], tmp_path)
+    assert (ex.video.start_s, ex.video.end_s) == (30.0, 40.0)
+    assert [p.time for p in ex.points] == [1.0, 2.5]
+    assert '"1.0 1 100 200;2.5 2 300 400"' in ex.conversations[0].messages[1].content
+    no_clip = {**long, "clip_start": None, "clip_end": None}
+    outside = {**long, "two_fps_timestamps": [20.0, 32.5]}
+    _, skipped = _read("molmo2_video_points", [no_clip, outside], tmp_path)
+    assert skipped == {"filtered": 1, "bad_annotation": 1}
 
 
 def test_molmo2_track_instruction_tracks_and_ground(tmp_path):
     _video(tmp_path, "videos/clip.mp4")
+    _video(tmp_path, "video_datasets/video_track/MOSE/videos/train/c_0001.mp4")
     traj = [{"frame": 0, "time": 0.0, "points": [{"id": 7, "point": [50.0, 20.0],
                                                   "occluded": False}]},
             {"frame": 1, "time": 0.5, "points": [{"id": 7, "point": [60.0, 20.0],
@@ -183,25 +196,29 @@ def test_molmo2_track_instruction_tracks_and_ground(tmp_path):
                                                   "occluded": False}]},
             {"frame": 3, "time": 1.5, "points": [{"id": 7, "point": [80.0, 40.0],
                                                   "occluded": False}]}]
-    row = {"id": "t1", "video": "clip.mp4", "clip": None, "video_dataset": "mevis", "fps": 6,
+    row = {"id": "t1", "video": "clip", "clip": None, "video_dataset": "mevis", "fps": 6,
            "sampling_fps": 2, "start_frame": 0, "end_frame": 3, "width": 100, "height": 100,
            "expression": "the red car", "mask_id": ["7"], "frame_trajectories": traj}
-    (ex,), _ = _read("molmo2_track", [row], tmp_path, task="track")
+    (ex,), _ = _read("molmo2_track", [row], tmp_path, task="track", video_dir="videos")
+    assert ex.video.path == "videos/clip.mp4"
     assert ex.conversations[0].messages[1].content == \
         '<tracks coords="0.0 1 500 200;1.0 1 700 300;1.5 1 800 400">the red car</tracks>'
-    (ground,), _ = _read("molmo2_track", [row], tmp_path, task="ground")
+    (ground,), _ = _read("molmo2_track", [{**row, "video_dataset": "mose", "clip": "c_0001"}],
+                         tmp_path, task="ground", layout="track_instruction")
+    assert ground.video.path == "video_datasets/video_track/MOSE/videos/train/c_0001.mp4"
     assert ground.conversations[0].messages[1].content == \
         '<tracks coords="0.0 1 500 200;1.5 1 800 400">the red car</tracks>'
 
 
 def test_molmo2_cap_and_video_capqa(tmp_path):
-    _video(tmp_path, "videos/v.mp4")
+    _video(tmp_path, "video_datasets/youtube-cc/youtube-cc-exist/v/some_name.mp4")
     (cap,), skipped = _read("molmo2_cap", [
         {"video_id": "v", "annotation_score": 4, "video_caption": "short",
          "merged_caption": "merged", "video_frame_merged_caption": "long"},
         {"video_id": "v", "annotation_score": 2, "video_caption": "s", "merged_caption": "m",
          "video_frame_merged_caption": "l"}], tmp_path)
-    assert [c.messages[1].content for c in cap.conversations] == ["short", "merged", "long"]
+    assert [c.messages[1].content for c in cap.conversations] == ["merged", "short", "long"]
+    assert cap.video.path == "video_datasets/youtube-cc/youtube-cc-exist/v/some_name.mp4"
     assert skipped == {"filtered": 1}
     (qa,), _ = _read("molmo2_video_capqa", [
         {"video_id": "v", "Question": "What happens?", "Answer": "A dog runs",
@@ -232,7 +249,32 @@ def test_reader_output_roundtrips_through_arrayrecord_shards(tmp_path):
     assert writer.prepared_datasets(str(tmp_path / "prep")) == {"pixmo_count_train": 6}
 
 
-def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path):
+def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path, monkeypatch):
+    import dataclasses
+    spec = dataclasses.replace(registry.get("doc_qa"), reader=None)  # every real entry has one
+    monkeypatch.setitem(registry.REGISTRY, "doc_qa", spec)
     with pytest.raises(ValueError, match="no reader yet"):
         writer.prepare("doc_qa", str(tmp_path), str(tmp_path / "prep"))
-    assert registry.get("doc_qa").reader is None
+
+
+def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    cosyn = raw / "hf" / "allenai" / "CoSyn-point" / "data"
+    cosyn.mkdir(parents=True)
+    # every row in a layout the reader cannot use (old guess: per-point dicts; a bare string)
+    with open(cosyn / "train-00000-of-00001.jsonl", "w") as f:
+        f.write(json.dumps({"id": "a", "image": {"bytes": None}, "questions": ["q"],
+                            "answer_points": [[{"x": 1, "y": 2}]], "names": ["n"]}) + "\n")
+        f.write(json.dumps("not a row") + "\n")
+    tulu = raw / "hf" / "allenai" / "molmo2-tulu4-classified" / "data"
+    tulu.mkdir(parents=True)
+    rows = [{"id": "t", "messages": [{"role": "user", "content": "hi"},
+                                     {"role": "assistant", "content": "hello"}]}, {"id": "bad"}]
+    pq.write_table(pa.Table.from_pylist(rows), tulu / "train-00000-of-00001.parquet")
+    rc = writer.main(["--dataset", "cosyn_point", "--dataset", "tulu4_max_2304",
+                      "--raw", str(raw), "--out", str(tmp_path / "prep")])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "tulu4_max_2304: 1 examples; skipped: malformed_record 1" in out.out
+    assert "EMPTY (1 datasets" in out.err and "cosyn_point: 0 examples" in out.err
+    assert "missing_media 1" in out.err and "malformed_record 1" in out.err

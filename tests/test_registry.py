@@ -63,3 +63,17 @@ def test_tracking_rates_follow_subgroup_weights_over_1_11():
 def test_unknown_dataset_error_suggests_names():
     with pytest.raises(KeyError, match="pixmo"):
         registry.get("pixmo_pointz")
+
+
+def test_every_entry_says_where_it_comes_from_and_which_split():
+    for spec in registry.REGISTRY.values():
+        assert spec.origin, spec.name
+        if spec.repo:
+            assert spec.split or spec.data_files or spec.allow_patterns, spec.name
+    # eval splits and sibling configs are never the training selection
+    assert registry.get("pixmo_count_train").split == "train"
+    assert registry.get("vixmo3_top_level_captions_min_3").split == "train"
+    for task in ("track", "ground", "single_point_track"):
+        assert registry.get(f"molmo2_video_{task}").configs == (task,)
+    assert len(registry.get("vixmo_points_minmax_0_5").configs) == 8
+    assert registry.get("vixmo_syn_video_capqa_v2").split == "CapQA"

@@ -5,7 +5,6 @@ import math
 import msgpack
 import pytest
 
-from data_pipelines import targets
 from data_pipelines.schema import (BadSample, Box, Conversation, Example, ImageRef, Message,
                                    Points, Track, VideoRef, deserialize, serialize, validate)
 
@@ -58,26 +57,3 @@ def test_validate_rejects_bad_annotations(bad):
 
 def test_validate_accepts_a_good_example():
     validate(_example())
-
-
-def test_points_are_sorted_numbered_from_one_and_zero_padded():
-    text = targets.image_points_text([(0.911, 0.8), (0.9, 0.4), (0.05, 0.001)], "cats")
-    assert text == '<points coords="1 1 050 001 2 900 400 3 911 800">cats</points>'
-    assert targets.image_points_text([], "cats") == "There are none."
-
-
-def test_multi_image_groups_continue_ids_and_skip_empty_images():
-    coords = targets.points_coords([("1", [(0.5, 0.5)]), ("2", []),
-                                    ("3", [(0.2, 0.3), (0.1, 0.9)])])
-    assert coords == "1 1 500 500;3 2 100 900 3 200 300"
-
-
-def test_count_answer_format():
-    assert targets.count_text("1 1 100 200", "dogs", 1) == \
-        'Counting the <points coords="1 1 100 200">dogs</points> shows a total of 1.'
-    assert targets.count_text("", "dogs", 0) == "There are none."
-
-
-def test_tracks_number_objects_by_first_appearance():
-    text = targets.tracks_text([[(0.5, 0.9, 0.9), (1.0, 0.8, 0.8)], [(0.0, 0.259, 0.34)]], "cars")
-    assert text == '<tracks coords="0.0 1 259 340;0.5 2 900 900;1.0 2 800 800">cars</tracks>'

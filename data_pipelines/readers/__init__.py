@@ -10,8 +10,12 @@ import itertools
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
+from data_pipelines.readers.academic_image import read_ai2d, read_image_qa
+from data_pipelines.readers.academic_video import (read_academic_video_points, read_qv_highlights,
+                                                   read_video_qa, read_video_segments)
 from data_pipelines.readers.base import find_files, iter_rows, pixmo_image_path
-from data_pipelines.readers.cosyn import read_cosyn_point
+from data_pipelines.readers.cosyn import read_cosyn_multidoc, read_cosyn_point, read_cosyn_qa
+from data_pipelines.readers.molmo2_misc import read_hardcodes, read_pixmo_multi_points
 from data_pipelines.readers.pixmo import (read_pixmo_cap, read_pixmo_cap_qa, read_pixmo_count,
                                           read_pixmo_multi_image_qa, read_pixmo_points,
                                           read_pixmo_qa)
@@ -28,14 +32,33 @@ READERS = {
     "pixmo_cap_qa": read_pixmo_cap_qa,
     "pixmo_multi_image_qa": read_pixmo_multi_image_qa,
     "cosyn_point": read_cosyn_point,
+    "cosyn_qa": read_cosyn_qa,
+    "cosyn_multidoc": read_cosyn_multidoc,
     "tulu": read_tulu,
     "molmo2_video_points": read_molmo2_video_points,
     "molmo2_track": read_molmo2_track,
     "molmo2_cap": read_molmo2_cap,
     "molmo2_video_capqa": read_molmo2_video_capqa,
+    # academic image / video sets, multi-image points, hardcodes (data-b)
+    "image_qa": read_image_qa,
+    "ai2d": read_ai2d,
+    "video_qa": read_video_qa,
+    "video_segments": read_video_segments,
+    "qv_highlights": read_qv_highlights,
+    "academic_video_points": read_academic_video_points,
+    "pixmo_multi_points": read_pixmo_multi_points,
+    "hardcodes": read_hardcodes,
 }
 
-__all__ = ["READERS", "find_files", "iter_rows", "pixmo_image_path", "read"]
+__all__ = ["READERS", "dataset_files", "find_files", "iter_rows", "pixmo_image_path", "read"]
+
+
+def dataset_files(spec: Any, raw: str) -> list[str]:
+    """The row files a registry entry reads from its downloaded HF snapshot: its `data_files`
+    globs, else its split and configs (never the hub client's `.cache/`, never other splits)."""
+    import os
+    return find_files(os.path.join(raw, "hf", spec.repo), spec.data_files, split=spec.split,
+                      configs=spec.configs)
 
 
 def read(reader: str, files: Sequence[str], *, media_root: str | None, source: str,
@@ -45,3 +68,8 @@ def read(reader: str, files: Sequence[str], *, media_root: str | None, source: s
         raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
     rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
     return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)
+
+# Evaluation benchmarks (data_pipelines/benchmarks.py), appended.
+from data_pipelines.readers.eval_sets import EVAL_READERS  # noqa: E402
+
+READERS.update(EVAL_READERS)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 Row = Mapping[str, Any]
 ROW_FILES = (".parquet", ".jsonl", ".json")
+KNOWN_SPLITS = ("train", "validation", "val", "valid", "dev", "test", "eval", "CapQA",
+                "SubtitleQA", "HumanQA")
 
 
 def iter_rows(path: str, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
@@ -34,25 +37,73 @@ def iter_rows(path: str, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
     elif path.endswith(".json"):
         with open(path) as f:
-            yield from json.load(f)
+            data = json.load(f)
+        if not isinstance(data, list):
+            raise ValueError(f"{path} is not a JSON list of rows (a mapping/metadata file?); "
+                             "select the data files with the registry entry's split/data_files")
+        yield from data
     else:
         raise ValueError(f"cannot read rows from {path}: expected {ROW_FILES}")
 
 
-def find_files(root: str, patterns: Iterable[str] = ()) -> list[str]:
-    """Row files under `root` (sorted), optionally only those matching glob `patterns`."""
+def is_hidden(rel: str) -> bool:
+    """True for paths under a dot directory (`.cache/huggingface/` of the hub client, `.git/`)."""
+    return any(part.startswith(".") for part in rel.replace(os.sep, "/").split("/"))
+
+
+def file_split(rel: str) -> str | None:
+    """The split an HF data file belongs to, from the hub's naming conventions.
+
+    `data/train-00000-of-00001.parquet`, `<config>/validation-*.parquet`, `test.jsonl`,
+    `val/part-0.parquet` -> train / validation / test / val; None when the path names no split.
+    """
+    parts = rel.replace(os.sep, "/").split("/")
+    stem = parts[-1].split(".")[0]
+    name = re.split(r"[-_]\d", stem, maxsplit=1)[0]  # "train-00000-of-00001" -> "train"
+    for cand in (name, *reversed(parts[:-1])):
+        if cand and not re.search(r"\d{5}", cand) and cand in KNOWN_SPLITS:
+            return cand
+    return None
+
+
+def _config_names(config: str) -> set[str]:
+    return {config, config.replace(" ", "_"), config.replace(" ", "-"), config.replace("_", "-")}
+
+
+def find_files(root: str, patterns: Iterable[str] = (), *, split: str | None = None,
+               configs: Iterable[str] = ()) -> list[str]:
+    """Row files under `root` (sorted) of one split and, optionally, some configs.
+
+    Skips everything under dot directories (the hub client's `.cache/huggingface/`). With
+    `patterns` (globs relative to `root`), exactly the matching row files are read. Otherwise
+    `split` keeps files whose hub name gives that split (`train-00000-of-00001.parquet`,
+    `<config>/train/...`); files that name no split are read only when they are the split's
+    sole candidates (no file of the repo names any split), so a stray `mapping.json` beside
+    `train-*.parquet` is never read. `configs` keeps files under a directory named after one
+    of the configs (`comparative reference` also matches `comparative_reference`).
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root} not found: download it with "
                                 "`python -m data_pipelines.download --out <raw>` first")
-    patterns = tuple(patterns)
-    out = []
-    for dirpath, _, names in os.walk(root):
+    patterns, configs = tuple(patterns), tuple(configs)
+    rels = []
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         for n in names:
             rel = os.path.relpath(os.path.join(dirpath, n), root)
-            if n.endswith(ROW_FILES) and (not patterns or any(fnmatch.fnmatch(rel, p)
-                                                              for p in patterns)):
-                out.append(os.path.join(root, rel))
-    return sorted(out)
+            if n.endswith(ROW_FILES) and not is_hidden(rel) and n != "dataset_infos.json":
+                rels.append(rel)
+    if patterns:
+        rels = [r for r in rels if any(fnmatch.fnmatch(r, p) for p in patterns)]
+    else:
+        if configs:
+            wanted = set().union(*(_config_names(c) for c in configs))
+            rels = [r for r in rels if wanted & set(r.replace(os.sep, "/").split("/")[:-1])]
+        if split is not None:
+            named = {r: file_split(r) for r in rels}
+            rels = ([r for r, s in named.items() if s == split] if any(named.values())
+                    else [r for r in rels if not r.endswith(".json")])
+    return sorted(os.path.join(root, r) for r in rels)
 
 
 def convert_rows(rows: Iterable[Row], convert: Callable[[Row], Example | None],
@@ -68,9 +119,11 @@ def convert_rows(rows: Iterable[Row], convert: Callable[[Row], Example | None],
             skipped[e.reason] = skipped.get(e.reason, 0) + 1
             log.debug("skipped row: %s", e)
             continue
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad row never stops a dataset
             skipped["malformed_record"] = skipped.get("malformed_record", 0) + 1
-            log.debug("malformed row (%r): %s", e, {k: str(v)[:80] for k, v in row.items()})
+            if skipped["malformed_record"] <= 3:
+                log.warning("malformed row skipped (%s: %s): %s", type(e).__name__, e,
+                            str(row)[:160])
             continue
         if ex is None:
             skipped["filtered"] = skipped.get("filtered", 0) + 1
@@ -87,6 +140,8 @@ def keep_good(rows: Iterable[Row], convert: Callable[[Row], Any],
             out.append(convert(row))
         except BadSample as e:
             skipped[e.reason] = skipped.get(e.reason, 0) + 1
+        except Exception:  # noqa: BLE001 - a malformed branch drops only itself
+            skipped["malformed_record"] = skipped.get("malformed_record", 0) + 1
     return out
 
 

@@ -10,10 +10,10 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from data_pipelines import targets
 from data_pipelines.readers.base import (Row, clip01, convert_rows, group_rows, image_size,
                                          keep_good, pixmo_image)
 from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task)
+from molmo2_jax.processing import formats
 
 CAPTION_PROMPT = "Describe this image in detail."
 TRANSCRIPT_PROMPT = "Describe this image as if you were telling someone about it."
@@ -56,7 +56,7 @@ def read_pixmo_points(rows: Iterable[Row], *, media_root: str | None, source: st
             raise BadSample("bad_annotation", f"{row['image_url']}: count {row['count']} "
                                               f"but {len(xy)} points")
         return (_qa(f"Point to the {row['label']}.",
-                    targets.image_points_text(xy, row["label"]), "pointing"),
+                    formats.format_points([(1, xy)], row["label"]), "pointing"),
                 Points(row["label"], xy))
 
     def convert(group: list[Row]) -> Example | None:
@@ -83,7 +83,7 @@ def read_pixmo_count(rows: Iterable[Row], *, media_root: str | None, source: str
             raise BadSample("bad_annotation", f"{row['image_url']}: count {row['count']} but "
                                               f"{len(xy)} points")
         label = row["label"]
-        answer = targets.count_text(targets.points_coords([("1", xy)]), label, len(xy))
+        answer = formats.format_count([(1, xy)], label)
         return Example(row["image_url"], source, Task.COUNTING,
                        [_qa(f"How many {label} are there?", answer, "point_count")],
                        images=[image], points=[Points(label, xy)], count=row["count"])

@@ -107,7 +107,8 @@ _MOLMO2_ORIGINAL_RENAMES = (
     (r"\.resblocks\.(\d+)\.ffn_norm\.", r".resblocks.\1.layer_norm2."),
     (r"^model\.vision_backbone\.image_vit\.transformer\.resblocks\.", "model.vision_tower.layers."),
     (r"^model\.vision_backbone\.image_vit\.", "model.vision_tower."),
-    (r"^model\.vision_backbone\.image_pooling_2d\.w([qkvo])\.", r"model.multi_modal_projector.image_pooling_2d.\1_proj."),
+    (r"^model\.vision_backbone\.image_pooling_2d\.w([qkvo])\.",
+     r"model.multi_modal_projector.image_pooling_2d.\1_proj."),
     (r"^model\.vision_backbone\.image_projector\.w1\.", "model.multi_modal_projector.image_projector.gate_proj."),
     (r"^model\.vision_backbone\.image_projector\.w2\.", "model.multi_modal_projector.image_projector.down_proj."),
     (r"^model\.vision_backbone\.image_projector\.w3\.", "model.multi_modal_projector.image_projector.up_proj."),
@@ -220,8 +221,8 @@ def fill_params(state, view: dict[str, Source], prefixes, *, renames=(), only: s
         want = tuple(var.shape)
         got = src.shape[::-1] if transpose and len(src.shape) == 2 else src.shape
         if transform is None and path not in row_prefix and got != want:
-            problems.append(f"tensor {src.origin!r} has shape {src.shape}, expected {want[::-1] if transpose else want} "
-                            f"for {path}")
+            expected = want[::-1] if transpose else want
+            problems.append(f"tensor {src.origin!r} has shape {src.shape}, expected {expected} for {path}")
             continue
         if problems:  # keep checking shapes, stop reading data
             continue

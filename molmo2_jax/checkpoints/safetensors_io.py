@@ -33,10 +33,14 @@ class SafetensorsDir:
             full = os.path.join(path, name)
             if not os.path.exists(full):
                 raise FileNotFoundError(f"{full} is listed in the index but missing: re-download the checkpoint")
-            with safe_open(full, "np") as f:
-                for key in f.keys():
-                    self._key_file[key] = full
-                    self._shapes[key] = tuple(f.get_slice(key).get_shape())
+            try:
+                with safe_open(full, "np") as f:
+                    for key in f.keys():
+                        self._key_file[key] = full
+                        self._shapes[key] = tuple(f.get_slice(key).get_shape())
+            except Exception as e:  # SafetensorError (truncated/garbled header), OSError
+                raise ValueError(f"{full} is not a readable safetensors file ({e}); it may be truncated: "
+                                 "re-download the checkpoint") from None
         for key, name in weight_map.items():
             if key not in self._key_file:
                 raise KeyError(f"tensor {key!r} is listed in the index for {name} but not stored there")
@@ -51,12 +55,30 @@ class SafetensorsDir:
         return self._shapes[key]
 
     def get(self, key: str) -> np.ndarray:
-        """One tensor as a host numpy array (bf16 kept as ml_dtypes.bfloat16)."""
+        """One weight as a host numpy array (bf16 kept as ml_dtypes.bfloat16); integer or NaN tensors raise."""
         if key not in self._key_file:
             raise KeyError(f"tensor {key!r} not found in {self.path}")
         cpu = jax.devices("cpu")[0]
-        with jax.default_device(cpu), safe_open(self._key_file[key], "flax") as f:
-            return np.asarray(f.get_tensor(key))
+        try:
+            with jax.default_device(cpu), safe_open(self._key_file[key], "flax") as f:
+                stored = f.get_slice(key).get_dtype()  # e.g. "F32", "BF16", "I64" (jax may narrow int64)
+                arr = np.asarray(f.get_tensor(key))
+        except Exception as e:  # data region shorter than the header says
+            raise ValueError(f"cannot read tensor {key!r} from {self._key_file[key]} ({e}); the file may be "
+                             "truncated: re-download the checkpoint") from None
+        check_tensor(key, arr, self._key_file[key], stored)
+        return arr
+
+
+def check_tensor(name: str, arr: np.ndarray, where: str, stored: str | None = None) -> None:
+    """Weights must be finite floating-point tensors: an integer or NaN/Inf one is an error naming it."""
+    if not np.issubdtype(np.dtype(arr.dtype), np.floating) and str(arr.dtype) != "bfloat16":
+        dtype = {"I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                 "BOOL": "bool"}.get(stored, str(arr.dtype))
+        raise ValueError(f"tensor {name!r} in {where} has dtype {dtype}, not a floating-point weight; "
+                         "convert it (or drop it) before loading")
+    if not np.isfinite(np.asarray(arr, np.float32)).all():
+        raise ValueError(f"tensor {name!r} in {where} contains NaN or Inf values; the checkpoint is corrupt")
 
 
 def save_sharded(tensors: Iterable[tuple[str, np.ndarray]], out_dir: str, max_shard_bytes: int = 4 << 30) -> None:
@@ -67,6 +89,7 @@ def save_sharded(tensors: Iterable[tuple[str, np.ndarray]], out_dir: str, max_sh
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for name, arr in tensors:
+        check_tensor(name, np.asarray(arr), out_dir)
         if size and size + arr.nbytes > max_shard_bytes:
             shards.append({})
             size = 0

@@ -22,13 +22,13 @@ from molmo2_jax.eval.tracking import (
     point_tracking_metrics,
     region_tracking_metrics,
 )
+from molmo2_jax.processing.formats import parse_count  # the one count parser, shared with generation
 from molmo2_jax.eval.vqa import (
     anls,
     counting_accuracy,
     levenshtein,
     multiple_choice_accuracy,
     normalize_vqa_answer,
-    parse_count,
     select_mc_option,
     vqa_accuracy,
 )

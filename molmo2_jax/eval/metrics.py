@@ -10,7 +10,8 @@ import numpy as np
 
 from molmo2_jax.eval.pointing import pointing_metrics
 from molmo2_jax.eval.tracking import point_tracking_metrics, region_tracking_metrics
-from molmo2_jax.eval.vqa import anls, counting_accuracy, multiple_choice_accuracy, parse_count, vqa_accuracy
+from molmo2_jax.eval.vqa import anls, counting_accuracy, multiple_choice_accuracy, vqa_accuracy
+from molmo2_jax.processing.formats import parse_count
 
 
 def _mean(scores: Sequence[float]) -> float:

@@ -17,12 +17,12 @@ object counts summed over examples; macro scores average the per-example P, R an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from molmo2_jax.eval.assignment import max_matching
+from molmo2_jax.eval.assignment import linear_sum_assignment, max_matching
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,3 +117,84 @@ def pointing_metrics(predictions: Sequence[np.ndarray | Sequence], targets: Sequ
         "true_positives": float(tp), "num_pred": float(num_pred), "num_gt": float(num_gt),
         "num_examples": float(len(counts)),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# allenai/molmo2's pointing evaluators (olmo/eval/evaluators.py): what its benchmark table reports.
+# Unlike `pointing_counts` above, predictions are matched to ground-truth *points* by minimum total
+# distance (Hungarian on Euclidean distance), and a matched pair counts only if the predicted point,
+# rounded to the nearest pixel, lies inside that object's mask. P, R and F1 are per example and
+# averaged over examples (macro).
+
+
+def point_in_mask(x: float, y: float, mask: np.ndarray) -> bool:
+    """allenai `is_point_in_region`: round to the nearest pixel; outside the image is a miss."""
+    height, width = mask.shape
+    xi, yi = int(round(x)), int(round(y))
+    return 0 <= xi < width and 0 <= yi < height and bool(mask[yi, xi])
+
+
+def _f1(precision: float, recall: float, eps: float = 1e-10) -> float:
+    """allenai `f1_score`: 0 if either is 0, else 2PR / (P + R + eps)."""
+    return 0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall + eps)
+
+
+def matched_in_mask_prf(pred: np.ndarray | Sequence, gt: np.ndarray | Sequence,
+                        inside: Callable[[int, int], bool]) -> tuple[float, float, float]:
+    """Distance-matched P/R/F1 over points [N, D] / [G, D]; `inside(i, j)`: prediction i is in object j's mask."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if len(gt) == 0:
+        v = float(len(pred) == 0)
+        return v, v, v
+    if len(pred) == 0:
+        return 0.0, 0.0, 0.0
+    dists = np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=-1)  # [N, G]
+    rows, cols = linear_sum_assignment(dists)
+    hits = sum(bool(inside(int(i), int(j))) for i, j in zip(rows, cols))
+    precision, recall = hits / len(pred), hits / len(gt)
+    return precision, recall, _f1(precision, recall)
+
+
+def pointing_eval_prf(pred_points: np.ndarray | Sequence, gt_points: np.ndarray | Sequence,
+                      masks: Sequence[np.ndarray]) -> tuple[float, float, float]:
+    """allenai `PointingEval` for one image (pointing_eval_v2): pixels in, P/R/F1 out."""
+    pred = np.asarray(pred_points, dtype=np.float64).reshape(-1, 2)
+    return matched_in_mask_prf(pred, np.asarray(gt_points, np.float64).reshape(-1, 2),
+                               lambda i, j: point_in_mask(pred[i, 0], pred[i, 1], masks[j]))
+
+
+def video_point_prf(pred: Sequence[tuple[float, float, float]], gt: Sequence[tuple[float, float, float]],
+                    masks: Sequence[Mapping[float, np.ndarray]], duration: float, width: float,
+                    height: float) -> tuple[float, float, float]:
+    """allenai `VixMoPointEval` (Molmo2-VideoPointEval): (t, x, y) points matched on (t, x, y) scaled to 0-100.
+
+    Matching uses time as a fraction of the duration and x, y of the frame (each x100, rounded to 0.1);
+    a matched prediction hits when the ground truth's tubelet has a mask at exactly that time and the
+    point is inside it.
+    """
+    def norm(points):
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        scale = np.array([duration, width, height], np.float64)
+        return np.round(np.minimum(p / scale * 100, 100), 1)
+
+    pred_abs = np.asarray(pred, dtype=np.float64).reshape(-1, 3)
+
+    def inside(i: int, j: int) -> bool:
+        t, x, y = pred_abs[i]
+        return t in masks[j] and point_in_mask(x, y, masks[j][t])
+
+    return matched_in_mask_prf(norm(pred_abs), norm(gt), inside)
+
+
+def point_bench_correct(points: Sequence[tuple[float, float]], mask: np.ndarray, width: int, height: int) -> bool:
+    """allenai `PointBenchEval`: at least one point and every point (truncated to a pixel) inside the mask."""
+    if len(points) == 0:
+        return False
+    for x, y in points:
+        px, py = int(x), int(y)
+        if not (0 <= px < width and 0 <= py < height) or py >= mask.shape[0] or px >= mask.shape[1]:
+            return False
+        if not mask[py, px]:
+            return False
+    return True

@@ -17,7 +17,7 @@ protocol also drops the first and last frame; slice them off before calling if y
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -164,3 +164,28 @@ def point_tracking_metrics(predictions: Sequence[np.ndarray], targets: Sequence[
         "accuracy_macro": float(np.mean(per_video)) if per_video else math.nan,
         "tracked_points": float(correct), "visible_points": float(total), "num_videos": float(len(counts)),
     }
+
+
+def track_in_mask_prf(pred_frames: Mapping[int, Sequence[tuple[float, float]]],
+                      gt_frames: Mapping[int, Sequence[tuple[float, float]]],
+                      masks: Callable[[int], Sequence[np.ndarray]]) -> dict[str, float]:
+    """allenai `evaluate_video_tracks_with_masks` (MeViS / Ref-YT-VOS / Ref-DAVIS / Molmo2-VideoTrackEval).
+
+    Per frame that has predicted or ground-truth points: predictions are matched to ground-truth points by
+    distance and hit when inside that object's mask (`masks(frame)`, one per ground-truth point) -> P/R/F1;
+    the video's scores are the means over those frames (1.0 each when neither has any frame).
+    """
+    from molmo2_jax.eval.pointing import matched_in_mask_prf, point_in_mask
+
+    frames = sorted(set(pred_frames) | set(gt_frames))
+    if not frames:
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "num_frames": 0}
+    scores = []
+    for f in frames:
+        pred = np.asarray(pred_frames.get(f, ()), np.float64).reshape(-1, 2)
+        gt = np.asarray(gt_frames.get(f, ()), np.float64).reshape(-1, 2)
+        frame_masks = masks(f) if len(gt) else []
+        scores.append(matched_in_mask_prf(
+            pred, gt, lambda i, j: j < len(frame_masks) and point_in_mask(pred[i, 0], pred[i, 1], frame_masks[j])))
+    p, r, f1 = (float(np.mean(v)) for v in zip(*scores))
+    return {"precision": p, "recall": r, "f1": f1, "num_frames": len(frames)}

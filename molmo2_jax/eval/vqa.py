@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from molmo2_jax.processing.formats import parse_count
+
 _PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`",
                 ",", "?", "!")
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
@@ -183,46 +185,63 @@ def multiple_choice_accuracy(prediction: str, options: Sequence[str], answer: in
     return float(select_mc_option(prediction, options) == answer)
 
 
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-          "seventeen eighteen nineteen").split()
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}
-_WORD_VALUES = {w: i for i, w in enumerate(_UNITS)} | _TENS
-_MARKUP = re.compile(r"<(points|point|tracks)\b[^>]*>.*?</\1>|<[^>]*>", re.DOTALL)
-_NUMBER_TOKEN = re.compile(r"\d+(?:,\d{3})*|[a-z]+")
-_TOTAL_OF = re.compile(r"\btotal\b\s*(?:of|count\s+is|is|:)?\s*")
-_NOTHING = frozenset({"none", "no", "nothing", "nobody"})
-
-
-def _first_number(tokens: Sequence[str]) -> int | None:
-    """First integer among tokens: digits ("1,000") or English words up to 99 ("twenty-one" -> 21)."""
-    for i, token in enumerate(tokens):
-        if token[0].isdigit():
-            return int(token.replace(",", ""))
-        if token in _TENS:
-            following = tokens[i + 1] if i + 1 < len(tokens) else ""
-            unit = _WORD_VALUES.get(following, 0)
-            return _TENS[token] + (unit if unit < 10 else 0)  # "twenty one" -> 21, "twenty dogs" -> 20
-        if token in _WORD_VALUES:
-            return _WORD_VALUES[token]
-    return None
-
-
-def parse_count(text: str) -> int | None:
-    """Integer a counting answer states ("...shows a total of 3.", "There are 3", "three", "There are none." -> 0)."""
-    text = _MARKUP.sub(" ", text.lower())  # point coordinates are digits too; drop markup first
-    total = _TOTAL_OF.search(text)
-    if total:
-        value = _first_number(_NUMBER_TOKEN.findall(text[total.end():]))
-        if value is not None:
-            return value
-    tokens = _NUMBER_TOKEN.findall(text)
-    value = _first_number(tokens)
-    if value is None and any(t in _NOTHING for t in tokens):
-        return 0
-    return value
-
-
 def counting_accuracy(prediction: str, target: int) -> float:
-    """1.0 if the count parsed from the prediction equals the target exactly."""
+    """1.0 if the count parsed from the prediction (`formats.parse_count`) equals the target exactly."""
     return float(parse_count(prediction) == int(target))
+
+
+# ------------------------------------------------------------------------------------------------
+# allenai/molmo2 `VqaEval` (olmo/eval/vqa.py, evaluators.py): the scores its benchmark table reports.
+
+
+def clean_vqa_prediction(prediction: str) -> str:
+    """VqaEval's answer cleanup: text after "Answer:", else the most frequent line, whitespace collapsed."""
+    pred = prediction.strip()
+    if "Answer:" in pred:
+        return pred.split("Answer:")[1].strip()
+    if "\n" in pred:
+        lines = [" ".join(x.strip().split()) for x in pred.split("\n")]
+        counts = {line: lines.count(line) for line in lines}
+        most = max(counts.values())
+        return next(line for line in lines if counts[line] == most)
+    return " ".join(pred.split())
+
+
+def _allenai_preprocess(text: str) -> str:
+    """allenai `preprocess_answer`: lower-case and strip first, then the VQAv2 rules."""
+    return normalize_vqa_answer(text.replace("\n", " ").replace("\t", " ").lower().strip())
+
+
+def allenai_vqa_score(answers: Sequence[str] | str, prediction: str) -> float:
+    """allenai `vqa_score`: min(#matching answers / 3, 1) with no leave-one-out; a str target is exact match."""
+    pred = _allenai_preprocess(prediction)
+    if isinstance(answers, str):
+        return float(pred == answers)
+    refs = [_allenai_preprocess(a) for a in answers]
+    return min(refs.count(pred) / 3.0, 1.0)
+
+
+def allenai_anls(answer: str, prediction: str, theta: float = 0.5) -> float:
+    """allenai `anls_metric` (pix2struct): case-insensitive, space-sensitive normalised Levenshtein."""
+    longest = max(len(answer), len(prediction))
+    distance = levenshtein(answer.lower(), prediction.lower()) / longest if longest else 0.0
+    return 1 - distance if distance < theta else 0.0
+
+
+def relaxed_correctness(answer: str, prediction: str, max_relative_change: float = 0.05) -> bool:
+    """ChartQA relaxed accuracy (pix2struct): numbers within 5% ("12%" = 0.12), else case-insensitive match."""
+    def to_float(text: str) -> float | None:
+        try:
+            return float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            return None
+
+    pred, target = to_float(prediction), to_float(answer)
+    if pred is not None and target:
+        return abs(pred - target) / abs(target) <= max_relative_change
+    return prediction.lower() == answer.lower()
+
+
+def exact_match(answers: Sequence[str], prediction: str) -> bool:
+    """allenai `em`: the prediction equals one answer, ignoring case."""
+    return prediction.lower() in [a.lower() for a in answers]

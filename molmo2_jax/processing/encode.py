@@ -62,5 +62,6 @@ class ExampleEncoder:
             if ref.start_s is not None or ref.end_s is not None:
                 clip = (ref.start_s or 0.0, ref.end_s if ref.end_s is not None else float("inf"))
             cfg = self.processor.video
-            videos.append(load_video(ref.data or ref.path, cfg.max_frames, cfg.max_fps, clip))
+            videos.append(load_video(ref.data or ref.path, cfg.max_frames, cfg.max_fps, clip,
+                                     max_frame_pixels=cfg.max_frame_pixels, max_video_pixels=cfg.max_video_pixels))
         return self.processor.training_example(branches, images, videos, self.weighting(example))

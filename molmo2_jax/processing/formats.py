@@ -7,34 +7,44 @@
     <tracks coords="0.0 1 259 340;1.0 1 138 427">car</tracks>  tracking: object ids per time
     Counting the <points ...>boats</points> shows a total of 5.   /   There are none.
 
-Coordinates are integers 0..1000 of the width/height (3 digits, zero-padded); points are sorted by
-(x, y) and numbered from 1. Groups may be separated by ';', tab, ':' or ','. The parsers also read
-Molmo's legacy `<point x="41.0" y="22.5" alt="...">` / `<points x1=".." y1=".." ...>` (percent, 0-100)
-and never raise: whatever does not parse is skipped.
+The writers are allenai/molmo2's `UnifiedPointFormatter` (olmo/preprocessing/point_formatter.py,
+html-v2: groups joined by ';'), taking canonical coordinates (fractions of width/height):
+coordinates are integers 0..1000 (3 digits, zero-padded); points are sorted by their scaled (x, y)
+and numbered from 1 across groups; an answer without points is "There are none."
+(`build_point_output`), one without tracks "No tracks available." Images without points are left
+out (data_formatter keeps only images with points); video frames without points stay, as `0.5 `
+(`format_video_points` writes every sampled timestamp).
+
+The parsers read groups separated by ';', tab, ':' or ',', and also Molmo's legacy
+`<point x="41.0" y="22.5" alt="...">` / `<points x1=".." y1=".." ...>` (percent, 0-100); they
+never raise: whatever does not parse is skipped.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 Point = tuple[float, float]
 Size = tuple[float, float]
+# (image index, 1-based) or (timestamp in seconds, float) -> points as fractions of width/height
+PointGroup = tuple[int | float, Sequence[Point]]
+
+NO_POINTS = "There are none."
+NO_TRACKS = "No tracks available."
 
 _TAG_RE = re.compile(r"<(points|tracks|point)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
 _ATTR_RE = re.compile(r"([A-Za-z_][\w-]*)\s*=\s*\"([^\"]*)\"")
 _GROUP_SPLIT_RE = re.compile(r"[;\t:,]")
 _CLOSE_RE = {name: re.compile(f"</{name}>", re.IGNORECASE) for name in ("points", "tracks", "point")}
-_COUNT_RE = re.compile(r"total of\s+(\d+)", re.IGNORECASE)
-_NONE_RE = re.compile(r"\bthere are none\b", re.IGNORECASE)
 _LEGACY_KEY_RE = re.compile(r"([xy])(\d*)$")
 
 
-def to_1000(value: float, size: float) -> int:
-    """Pixel coordinate -> Molmo2's integer 0..1000 scale."""
-    return int(min(max(round(value / size * 1000), 0), 1000))
+def to_1000(fraction: float) -> int:
+    """Fraction of width/height -> Molmo2's integer 0..1000 coordinate (clamped, as `_scale_point`)."""
+    return int(min(max(round(1000 * fraction), 0), 1000))
 
 
 def from_1000(value: float, size: float) -> float:
@@ -42,56 +52,78 @@ def from_1000(value: float, size: float) -> float:
     return value / 1000 * size
 
 
-def _group_str(group: int | float, time_decimals: int) -> str:
-    """Image indices as integers, timestamps with a fixed number of decimals."""
-    return str(group) if isinstance(group, int) else f"{group:.{time_decimals}f}"
+def format_time(t: float) -> str:
+    """A timestamp group prefix as Molmo2 writes it (`DefaultTimestampFormatter`: "%0.1f")."""
+    return f"{t:.1f}"
 
 
-def format_point_groups(groups: Mapping[int | float, Sequence[Point]],
-                        sizes: Size | Mapping[int | float, Size], label: str,
-                        time_decimals: int = 1) -> str:
-    """`<points>` for points grouped by image index (int, 1-based) or time (float seconds).
+def _prefix(group: int | float) -> str:
+    """Image indices as integers, timestamps with one decimal."""
+    return format_time(group) if isinstance(group, float) else str(int(group))
 
-    Within a group points are sorted by their (x, y) on the 0..1000 scale; ids run from 1 across
-    the groups in key order. `sizes` is one (width, height) or one per group.
+
+def points_coords(groups: Sequence[PointGroup], sep: str = ";") -> str:
+    """The `coords` value of `<points>`: `prefix id x y id x y ...` per group, joined by `sep`.
+
+    Points are sorted by scaled (x, y) within a group and numbered from 1 across groups. Image
+    groups without points are left out; timestamp groups without points stay as `t ` (Molmo2).
     """
     parts, next_id = [], 1
-    for group in sorted(groups):
-        w, h = sizes[group] if isinstance(sizes, Mapping) else sizes
-        coords = sorted((to_1000(x, w), to_1000(y, h)) for x, y in groups[group])
-        triples = []
-        for x, y in coords:
-            triples.append(f"{next_id} {x:03d} {y:03d}")
-            next_id += 1
-        parts.append(" ".join([_group_str(group, time_decimals)] + triples))
-    return f'<points coords="{";".join(parts)}">{label}</points>'
+    for group, xy in groups:
+        scaled = sorted((to_1000(x), to_1000(y)) for x, y in xy)
+        if not scaled and not isinstance(group, float):
+            continue
+        triples = " ".join(f"{next_id + i} {x:03d} {y:03d}" for i, (x, y) in enumerate(scaled))
+        parts.append(f"{_prefix(group)} {triples}")
+        next_id += len(scaled)
+    return sep.join(parts)
 
 
-def format_points(points: Sequence[Point], width: float, height: float, label: str) -> str:
-    """`<points>` for one image: `<points coords="1 1 x y 2 x y ...">label</points>`."""
-    return format_point_groups({1: points}, (width, height), label)
+def _tag(name: str, coords: str, label: str) -> str:
+    return f'<{name} coords="{coords}">{label}</{name}>'
 
 
-def format_count(points: Sequence[Point], width: float, height: float, label: str) -> str:
-    """Molmo2's counting answer: points then the total, or 'There are none.'."""
-    if not points:
-        return "There are none."
-    return f"Counting the {format_points(points, width, height, label)} shows a total of {len(points)}."
+def format_points(groups: Sequence[PointGroup], label: str, sep: str = ";") -> str:
+    """Molmo2's pointing answer, e.g. `<points coords="1 1 123 456">red circles</points>`; "There are none."."""
+    if not sum(len(xy) for _, xy in groups):
+        return NO_POINTS
+    return _tag("points", points_coords(groups, sep), label)
 
 
-def format_tracks(tracks: Sequence[Mapping[str, Any]], width: float, height: float, label: str,
-                  time_decimals: int = 1) -> str:
-    """`<tracks>` from [{"time": t, "points": {obj: (x, y)}}]; objects renumbered 1.. by first appearance."""
-    ids: dict[Any, int] = {}
-    parts = []
-    for step in sorted(tracks, key=lambda s: s["time"]):
-        for obj in step["points"]:
-            ids.setdefault(obj, len(ids) + 1)
-        triples = [f"{ids[obj]} {to_1000(x, width):03d} {to_1000(y, height):03d}"
-                   for obj, (x, y) in sorted(step["points"].items(), key=lambda kv: ids[kv[0]])]
-        if triples:
-            parts.append(" ".join([f"{step['time']:.{time_decimals}f}"] + triples))
-    return f'<tracks coords="{";".join(parts)}">{label}</tracks>'
+def format_count(groups: Sequence[PointGroup], label: str, sep: str = ";") -> str:
+    """Molmo2's point-then-count answer: "Counting the <points ...>label</points> shows a total of N."."""
+    n = sum(len(xy) for _, xy in groups)
+    if n == 0:
+        return NO_POINTS
+    return f"Counting the {_tag('points', points_coords(groups, sep), label)} shows a total of {n}."
+
+
+def format_tracks(tracks: Sequence[Sequence[tuple[float, float, float]]], label: str, sep: str = ";") -> str:
+    """`<tracks coords="0.0 1 259 340;0.5 1 270 338">label</tracks>` from [(time, x, y)] per object.
+
+    Frames in time order; objects are numbered from 1 by first appearance (earlier frame first,
+    then scaled (x, y) within the frame, as `build_video_track_coordinates`), listed by id in
+    each frame; occluded points are simply absent from an object's list.
+    """
+    by_time: dict[str, dict[int, tuple[int, int]]] = {}
+    order: dict[str, float] = {}
+    for k, pts in enumerate(tracks):
+        for t, x, y in pts:
+            key = format_time(t)
+            order[key] = min(order.get(key, t), t)
+            by_time.setdefault(key, {})[k] = (to_1000(x), to_1000(y))
+    if not by_time:
+        return NO_TRACKS
+    new_id: dict[int, int] = {}
+    frames = []
+    for key in sorted(by_time, key=order.__getitem__):
+        objs = by_time[key]
+        for k in sorted(objs, key=lambda k: objs[k]):
+            new_id.setdefault(k, len(new_id) + 1)
+        triples = " ".join(f"{new_id[k]} {x:03d} {y:03d}" for k, (x, y) in sorted(objs.items(),
+                                                                                   key=lambda kv: new_id[kv[0]]))
+        frames.append(f"{key} {triples}")
+    return _tag("tracks", sep.join(frames), label)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,16 +264,38 @@ def parse_tracks(text: str, width: float, height: float) -> list[dict[str, Any]]
         return []
 
 
+# allenai/molmo2 olmo/eval/evaluators.py WORD_TO_NUM
+_WORD_TO_NUM = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_TOTAL_OF_RE = re.compile(r"(?:a total of|the total number(?:\s+of\s+.+?)?\s+is:)\s*(\d+)", re.IGNORECASE)
+_NONE_RE = re.compile(r"\bnone\b", re.IGNORECASE)
+
+
 def parse_count(text: str) -> int | None:
-    """The count an answer states ('a total of N' / 'There are none'), else its number of points."""
+    """The count a counting answer states, in the order of allenai/molmo2's `PointCountEval`.
+
+    1. the last word is a number ("3", "There are 3", "three");
+    2. "a total of N" / "the total number of ... is: N" (`VixMoPointCountEval`);
+    3. the number of points the answer holds (allenai finally counts `extract_points`);
+    4. "none" -> 0 ("There are none.").
+    None when none of these applies (e.g. "There are three dogs.", "I cannot tell"). Never raises.
+    """
     try:
         text = str(text)
-        m = _COUNT_RE.search(text)
+        words = text.lower().rstrip(".").strip().split()
+        if words:
+            last = words[-1].strip(". ")
+            if last.isascii() and last.isdigit():
+                return int(last)
+            if last in _WORD_TO_NUM:
+                return _WORD_TO_NUM[last]
+        m = _TOTAL_OF_RE.search(text)
         if m:
             return int(m.group(1))
-        if _NONE_RE.search(text):
-            return 0
         points = parse_points(text, 1000, 1000)
-        return len({(p["group"], p["id"]) for p in points}) if points else None
+        if points:
+            return len({(p["group"], p["id"]) for p in points})
+        return 0 if _NONE_RE.search(text) else None
     except Exception:  # noqa: BLE001 - garbage in, None out
         return None

@@ -38,7 +38,10 @@ class ImageConfig:
     low_res_start_token: bool = True  # the global view starts with <low_res_im_start>
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    max_pixels: int = 178_956_970  # larger images are refused as decompression bombs
+    # Pixel budget of one decoded image; larger ones are refused as decompression bombs. The crop grid
+    # uses at most max_crops x 378^2 = 1.1 Mpx (the image is resized to it), so 40 Mpx (a 48 Mpx phone
+    # photo is 8000x6000; 8K UHD is 33 Mpx) keeps every real photo and bounds decoding at 120 MB of RGB.
+    max_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
         if self.base_size % self.patch_size:

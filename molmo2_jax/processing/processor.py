@@ -14,8 +14,10 @@ the text mark where each image's/video's tokens go, in order; BOS is prepended w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrame
                                          process_video, video_token_segments)
 
 VideoInput = Any  # a path, a VideoFrames, or a (frames [T, H, W, 3] uint8, timestamps [T]) pair
+PROCESSOR_FILE = "processor.json"
 
 
 class Molmo2Processor:
@@ -72,6 +75,41 @@ class Molmo2Processor:
             frame_special_tokens=proc.get("use_frame_special_tokens", True),
         )
         return cls(tok, image, video)
+
+    def save(self, path: str, tokenizer_file: str | None = None) -> None:
+        """Write the settings (`processor.json`, and a copy of the tokenizer file, if any) next to the weights."""
+        os.makedirs(path, exist_ok=True)
+        name = None
+        if tokenizer_file:
+            name = os.path.basename(tokenizer_file)
+            shutil.copy(tokenizer_file, os.path.join(path, name))
+        with open(os.path.join(path, PROCESSOR_FILE), "w") as f:
+            json.dump({"tokenizer": name, "image": dataclasses.asdict(self.image),
+                       "video": dataclasses.asdict(self.video),
+                       "token_ids": dataclasses.asdict(self.token_ids)}, f, indent=2)
+
+    @staticmethod
+    def can_load(path: str) -> bool:
+        """Whether `path` holds our `processor.json` or an HF `tokenizer.json`."""
+        return any(os.path.exists(os.path.join(path, f)) for f in (PROCESSOR_FILE, "tokenizer.json"))
+
+    @classmethod
+    def load(cls, path: str) -> "Molmo2Processor":
+        """Inverse of `save` (no tokenizer file: Qwen3's built-in vocabulary); an HF directory via `from_pretrained`."""
+        if not os.path.exists(os.path.join(path, PROCESSOR_FILE)):
+            if os.path.exists(os.path.join(path, "tokenizer.json")):
+                return cls.from_pretrained(path)
+            raise FileNotFoundError(f"{path} has neither {PROCESSOR_FILE} nor tokenizer.json; save the processor "
+                                    "there with Molmo2Processor.save(path)")
+        with open(os.path.join(path, PROCESSOR_FILE)) as f:
+            d = json.load(f)
+        tok = load_tokenizer(os.path.join(path, d["tokenizer"]) if d["tokenizer"] else None)
+
+        def tup(x: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}
+
+        return cls(tok, ImageConfig(**tup(d["image"])), VideoConfig(**tup(d["video"])),
+                   Molmo2TokenIds(**d["token_ids"]))
 
     # --------------------------------------------------------------------------------------------
     # Inference
@@ -169,7 +207,9 @@ class Molmo2Processor:
         if isinstance(video, VideoFrames):
             return video
         if isinstance(video, (str, os.PathLike)):
-            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps)
+            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps,
+                              max_frame_pixels=self.video.max_frame_pixels,
+                              max_video_pixels=self.video.max_video_pixels)
         if isinstance(video, tuple) and len(video) == 2:
             return VideoFrames(*video)
         raise TypeError(f"cannot use a {type(video).__name__} as a video; pass a path, a "
@@ -288,8 +328,3 @@ def _vision_fields(cfg: dict[str, Any], default: ImageConfig | VideoConfig) -> d
     )
 
 
-def load_processor(path: str | None = None, **kw: Any) -> Molmo2Processor:
-    """An HF Molmo2 directory's processor, or the default Qwen3-based one from `load_tokenizer(path)`."""
-    if path is not None and os.path.isdir(path):
-        return Molmo2Processor.from_pretrained(path)
-    return Molmo2Processor(load_tokenizer(path), **kw)

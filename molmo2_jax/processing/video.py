@@ -30,6 +30,12 @@ class VideoConfig:
     pooling: tuple[int, int] = (3, 3)
     max_frames: int = 384
     max_fps: float | None = 2.0
+    # Decode budgets: pixels of one frame (8K UHD = 33 Mpx) and sampled frames x frame pixels of one
+    # video (400 Mpx = 1.1 GiB of RGB, e.g. 384 frames of 1280x800 or 192 of 1080p). Each frame is
+    # stretched to one 378x378 crop, so larger inputs only cost memory; a tiny MP4 of huge black frames
+    # is refused before decoding instead of allocating gigabytes.
+    max_frame_pixels: int = 40_000_000
+    max_video_pixels: int = 400_000_000
     use_col_tokens: bool = False
     frame_special_tokens: bool = True  # <frame_start>/<frame_end>, else <im_start>/<im_end>
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -102,11 +108,13 @@ def frame_indices_for_times(pts_s: np.ndarray, duration_s: float, times: np.ndar
 
 def load_video(src: str | os.PathLike | bytes, max_frames: int = VideoConfig.max_frames,
                max_fps: float | None = VideoConfig.max_fps,
-               clip: tuple[float, float] | None = None) -> VideoFrames:
+               clip: tuple[float, float] | None = None, max_frame_pixels: int = VideoConfig.max_frame_pixels,
+               max_video_pixels: int = VideoConfig.max_video_pixels) -> VideoFrames:
     """Decode the frames Molmo2 samples from a video (a path or encoded bytes) with PyAV.
 
     Frame times follow molmo-utils' PyAV loader (duration = last frame + one frame period, times
-    relative to the clip start); only the frames needed are decoded, seeking to keyframes.
+    relative to the clip start); only the frames needed are decoded, seeking to keyframes. The
+    frame size and frames x pixels are checked against the budgets before anything is decoded.
     """
     import av
 
@@ -125,6 +133,10 @@ def load_video(src: str | os.PathLike | bytes, max_frames: int = VideoConfig.max
             if not container.streams.video:
                 raise MediaError(name, "no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > max_frame_pixels:
+                raise MediaError(name, f"frames of {width}x{height} = {width * height} pixels exceed the "
+                                       f"per-frame budget of {max_frame_pixels} (VideoConfig.max_frame_pixels)")
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise MediaError(name, "unknown frame rate")
@@ -150,6 +162,11 @@ def load_video(src: str | os.PathLike | bytes, max_frames: int = VideoConfig.max
             times = sample_frame_times(duration, max_frames, max_fps)
             pts_s = np.asarray([float(p * tb) for p in pts])
             idx = frame_indices_for_times(pts_s, video_duration, times, offset)
+            total = len(set(idx.tolist())) * width * height
+            if total > max_video_pixels:
+                raise MediaError(name, f"{len(set(idx.tolist()))} sampled frames of {width}x{height} need "
+                                       f"{total} pixels, over the budget of {max_video_pixels} "
+                                       "(VideoConfig.max_video_pixels; or lower max_frames)")
             decoded = _decode_at(container, stream, sorted({pts[i] for i in idx}), keyframes, name)
     except MediaError:
         raise
@@ -174,6 +191,9 @@ def _decode_at(container, stream, wanted: Sequence[int], keyframes: Sequence[int
                 continue
             position = frame.pts
             if frame.pts >= target:
+                if (frame.width, frame.height) != (stream.codec_context.width, stream.codec_context.height):
+                    raise MediaError(name, f"frame at pts {target} is {frame.width}x{frame.height}, not the "
+                                           "stream's declared size (refused: it would escape the pixel budget)")
                 out[target] = frame.to_ndarray(format="rgb24")
                 break
         else:
