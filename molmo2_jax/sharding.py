@@ -117,3 +117,8 @@ def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1) -> NamedShar
     if seq_axis is not None and ndim > seq_axis:
         spec[seq_axis] = "sequence"
     return NamedSharding(mesh, P(*spec))
+
+
+def field_sharding(mesh: Mesh, name: str, ndim: int) -> NamedSharding:
+    """A packed-batch field's layout: token fields [B, T] also split T over `sequence`; crop-level fields do not."""
+    return batch_sharding(mesh, ndim, 1 if ndim == 2 and not name.startswith("pixel_values") else None)
