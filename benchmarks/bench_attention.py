@@ -2,8 +2,8 @@
 
 Memory: compiled temp bytes per device of forward + backward (`memory_analysis()`, nothing allocated) at nano's
 attention shape (16 query heads, 8 KV heads, head_dim 128, bf16) for 2k -> 36k tokens. Time: wall clock of a
-jitted forward + backward on a small head shape (8/8 heads x 32) (so a 2-core CPU finishes), median of `--repeats`, and the
-ring / dense ratio per token. The mask is a stage-3-like pack: a video example (frames of vision tokens
+jitted forward + backward on a small head shape (8/8 heads x 32, so a 2-core CPU finishes), median of `--repeats`,
+and the ring / dense ratio per token. The mask is a stage-3-like pack: a video example (frames of vision tokens
 separated by timestamp text) then a text example, so block skipping sees the real structure.
 
 COMMAND: python -m benchmarks.bench_attention [--lengths 2048,4096,8192,16384,36864] [--time-lengths 1024,2048,4096]
