@@ -56,6 +56,7 @@ class DatasetSpec:
     configs: tuple[str, ...] = ()        # HF configs read (directories of the repo); () = all
     data_files: tuple[str, ...] = ()     # explicit row-file globs; override split/configs
     manual: str = ""                     # what the user must do by hand (printed by --list)
+    held_out: tuple[str, ...] = ()       # eval repos (split test) whose image_urls never train
 
     @property
     def origin(self) -> str:
@@ -81,6 +82,7 @@ class MixtureEntry:
 POINT_WEIGHT, CAP_WEIGHT = 0.2, 0.1
 _PIXMO_IMG = "images fetched from URLs into pixmo_images/<sha256(url)> by download.py"
 VIDEO_ROOT = "video_datasets"  # RAW/video_datasets = Molmo2's VIDEO_DATA_HOME layout
+POINTS_EVAL = "allenai/pixmo-points-eval"  # Molmo2 PixMoPoints.download(hold_out_pointing_eval)
 _YT = ("download the YouTube videos by id (the repo's youtube_id_to_urls_mapping.json maps ids "
        "to YouTube and public GCS URLs)")
 _VIDEO_POINT_MANUAL = (
@@ -132,10 +134,12 @@ def _specs() -> list[DatasetSpec]:
         d("pixmo_cap", Task.CAPTION, img, "allenai/pixmo-cap", media="url", reader="pixmo_cap",
           size=707_000, licence=ODC, notes="size approximate (~707k rows); " + _PIXMO_IMG),
         d("pixmo_points_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
+          held_out=(POINTS_EVAL,),
           reader="pixmo_points", reader_kwargs={"collection_method": "pointing"}, licence=ODC,
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=pointing (basic); the "
           "card's 2,376,222 rows cover both methods; rows grouped per image; points 0-100"),
         d("pixmo_points_high_freq_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
+          held_out=(POINTS_EVAL,),
           reader="pixmo_points", reader_kwargs={"collection_method": "counting"}, licence=ODC,
           loss_weight=POINT_WEIGHT, notes="rows with collection_method=counting (high_frequency)"),
         d("pixmo_count_train", Task.COUNTING, img, "allenai/pixmo-count", media="url",

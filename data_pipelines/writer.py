@@ -117,7 +117,7 @@ def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) ->
                                 f"`python -m data_pipelines.download --only {name} --out {raw}`")
     counts: dict[str, int] = {}
     examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
-                            **spec.reader_kwargs)
+                            exclude_urls=readers.held_out_urls(spec, raw), **spec.reader_kwargs)
     provenance = {"origin": spec.origin, "revision": spec.revision,
                   "files": [os.path.relpath(f, raw) for f in files]}
     return write_examples(examples, root, name, examples_per_shard=examples_per_shard,

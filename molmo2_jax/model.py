@@ -59,7 +59,7 @@ class Molmo2(nnx.Module):
     """The Molmo2 vision-language model; `__call__` takes transformers' Molmo2 input names."""
 
     def __init__(self, cfg: Molmo2Config, *, dtype=jnp.float32, rngs: nnx.Rngs, attention_impl: str = "xla",
-                 remat: bool = False):
+                 remat: bool | str = False):
         self.cfg = cfg
         self.dtype = dtype
         self.attention_impl = attention_impl

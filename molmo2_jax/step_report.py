@@ -63,16 +63,16 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None)
     """
     from molmo2_jax.main import DTYPES, build_optimizer
     from molmo2_jax.model import Molmo2
-    from molmo2_jax.model_config import preset as get_config
+    from molmo2_jax.model_config import preset
 
     devices = jax.devices()[:num_devices] if num_devices else jax.devices()
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.sequence, devices=devices)
-    model_cfg = model_cfg or get_config(config.model.name)
+    model_cfg = model_cfg or preset(config.model.name)
     dtype = DTYPES[config.dtype]
 
     def make():
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
-                       remat=config.remat != "none")
+                       remat=config.remat)
         return model, build_optimizer(config, model)[0]
 
     model, optimizer = _abstract_sharded(nnx.eval_shape(make), mesh)

@@ -125,7 +125,7 @@ def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_
 
 
 def head_cross_entropy(hidden: jax.Array, head: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
-                       num_sources: int = 0, chunk: int = 512):
+                       num_sources: int = 0, chunk: int = 256):
     """`weighted_cross_entropy` of the logits `hidden @ head` (hidden [B, T, D], head [D, V]), chunk by chunk."""
     b, t, d = hidden.shape
     targets, weights = _valid_targets(batch, head.shape[-1])
@@ -144,7 +144,7 @@ def _head_chunk(h, w, t, a, b):
     correct = jnp.argmax(logits, -1) == t
     p = jnp.exp(logits - log_z[:, None])
     # d/d logits of sum(a * ce) + sum(b * log_z^2), ce = log_z - target_logit
-    d = (a + 2 * b * log_z)[:, None] * p - a[:, None] * jax.nn.one_hot(t, logits.shape[-1], dtype=p.dtype)
+    d = ((a + 2 * b * log_z)[:, None] * p).at[jnp.arange(t.shape[0]), t].add(-a)  # no [c, V] one-hot
     return log_z, target_logit, correct, d
 
 
@@ -192,7 +192,7 @@ def _head_loss_value(ce, log_z, a, b):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def fused_head_loss(hidden, w, targets, a, b, chunk=512):
+def fused_head_loss(hidden, w, targets, a, b, chunk=256):
     """sum(a * ce + b * log_z^2) of the LM head `hidden @ w` without [N, V] logits; also per-token ce, correct.
 
     hidden [N, D], w [D, V], targets [N] in [0, V), a/b [N] fixed weights (no gradient). The gradients are
@@ -259,7 +259,7 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dropout: tuple[float, float] = (0.0, 0.0),
-            key: jax.Array | None = None, chunk: int = 512):
+            key: jax.Array | None = None, chunk: int = 256):
     """The step's loss: final hidden states -> chunked LM head + weighted cross-entropy (+ z-loss).
 
     `dropout` = (residual, response-only residual) rates, drawn from `key`.

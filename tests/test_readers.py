@@ -222,7 +222,11 @@ def test_molmo2_cap_and_video_capqa(tmp_path):
     assert skipped == {"filtered": 1}
     (qa,), _ = _read("molmo2_video_capqa", [
         {"video_id": "v", "Question": "What happens?", "Answer": "A dog runs",
-         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"}], tmp_path)
+         "NegativeAnswers": ["A cat sleeps", "Nothing"], "Category": "action"},
+        {"video_id": "v", "Question": "Where?", "Answer": "Park", "NegativeAnswers": ["Moon"],
+         "Category": "place"}], tmp_path)
+    assert len(qa.conversations) == 2 and qa.id == "molmo2_syn_qa_v"  # one tree per video
+    assert qa.conversations[0].style == "video_multiple_choice"
     prompt, answer = (m.content for m in qa.conversations[0].messages)
     letter = answer[0]
     assert f"{letter}. A dog runs" in prompt and answer == f"{letter}. A dog runs"
@@ -278,3 +282,37 @@ def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, cap
     assert "tulu4_max_2304: 1 examples; skipped: malformed_record 1" in out.out
     assert "EMPTY (1 datasets" in out.err and "cosyn_point: 0 examples" in out.err
     assert "missing_media 1" in out.err and "malformed_record 1" in out.err
+
+
+def test_cosyn_point_accepts_both_point_list_storages(tmp_path):
+    base = {"image": {"bytes": _png(), "path": None}, "questions": ["q"], "names": ["t"]}
+    rows = [{**base, "id": "struct_of_lists", "answer_points": [{"x": [50.0], "y": [10.0]}]},
+            {**base, "id": "list_of_structs", "answer_points": [[{"x": 50.0, "y": 10.0}]]}]
+    for row in rows:
+        (tmp_path / row["id"]).mkdir()
+        (ex,), _ = _read("cosyn_point", [row], tmp_path / row["id"])
+        assert ex.points[0].xy == [(0.5, 0.1)], row["id"]
+
+
+def test_find_files_selects_split_and_config_and_skips_hub_cache(tmp_path):
+    from data_pipelines.readers.base import file_split, find_files
+    assert [file_split(p) for p in ("data/train-00000-of-00002.parquet", "val/part-0.parquet",
+                                    "test.jsonl", "data/CapQA-00000-of-00003.parquet",
+                                    "youtube_id_to_urls_mapping.json")] == \
+        ["train", "val", "test", "CapQA", None]
+    for rel in ("object/train-00000-of-00001.parquet", "object/validation-00000-of-00001.parquet",
+                "comparative_reference/train-00000-of-00001.parquet",
+                "animal/train-00000-of-00001.parquet", "youtube_id_to_urls_mapping.json",
+                ".cache/huggingface/download/object/train-00000-of-00001.parquet.metadata",
+                ".cache/huggingface/trees/abc.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    got = [os.path.relpath(f, tmp_path) for f in find_files(
+        str(tmp_path), split="train", configs=("object", "comparative reference"))]
+    assert got == ["comparative_reference/train-00000-of-00001.parquet",
+                   "object/train-00000-of-00001.parquet"]
+    assert len(find_files(str(tmp_path), split="validation")) == 1
+    assert find_files(str(tmp_path), ["*/train-*"], split="validation") == [
+        str(tmp_path / r) for r in ("animal/train-00000-of-00001.parquet",
+                                    "comparative_reference/train-00000-of-00001.parquet",
+                                    "object/train-00000-of-00001.parquet")]
