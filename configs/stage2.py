@@ -28,6 +28,7 @@ def get_config():
     c.residual_dropout = 0.1
     c.response_residual_dropout = 0.0
     c.remat = "block"
+    c.attention_impl = "blockwise"  # flash-style, mask per block: O(T x block) memory (docs/benchmarks.md)
     c.data.mixture = "stage2"
     c.data.max_frames = 128
     c.data.weights = {}  # the registry's Molmo2 group rates (STAGE_GROUP_RATES[2])

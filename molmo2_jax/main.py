@@ -20,7 +20,7 @@ from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSi
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
 from molmo2_jax.model_config import preset
-from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
+from molmo2_jax.sharding import create_sharded, field_sharding, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, PNGs)")
@@ -254,7 +254,8 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     # Device-side accumulators, read only when logging: the host never waits for a step to finish.
     source_sums = jnp.zeros((2, len(source_names)), jnp.float32)
     nonfinite = jnp.zeros((), jnp.int32)
-    batches = Prefetcher(iterator, lambda b: {k: global_batch_array(v, mesh) for k, v in b.items() if k in _MODEL_KEYS})
+    batches = Prefetcher(iterator,
+                         lambda b: {k: global_batch_array(v, mesh, k) for k, v in b.items() if k in _MODEL_KEYS})
 
     def check_nonfinite(step: int) -> int:
         """Skipped steps since the last check (exact, from the device counter); stops after too many in a row."""
@@ -332,9 +333,9 @@ def export_for_inference(model, processor, path: str) -> None:
         processor.save(path, tok if os.path.exists(tok) else None)
 
 
-def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
+def global_batch_array(local: np.ndarray, mesh, name: str = "") -> jax.Array:
     """This process's rows of the batch -> the global array sharded over (data x fsdp[, sequence])."""
-    sharding = batch_sharding(mesh, local.ndim, 1 if local.ndim == 2 else None)
+    sharding = field_sharding(mesh, name, local.ndim)
     if jax.process_count() == 1:
         return jax.device_put(local, sharding)
     return jax.make_array_from_process_local_data(sharding, local)
@@ -403,4 +404,5 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("molmo2_jax.main", sys.modules[__name__])  # `import molmo2_jax.main` must not redefine flags
     app.run(main, flags_parser=parse_flags)

@@ -121,3 +121,8 @@ def batch_axes(ndim: int, seq_axis: int | None = 1) -> tuple[str | None, ...]:
 def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1, rules=LOGICAL_RULES) -> NamedSharding:
     """Batch arrays through the rules table: `batch` (data x fsdp), the sequence dim as `length` (sequence)."""
     return NamedSharding(mesh, logical_to_spec(batch_axes(ndim, seq_axis), rules=rules))
+
+
+def field_sharding(mesh: Mesh, name: str, ndim: int) -> NamedSharding:
+    """A packed-batch field's layout: token fields [B, T] also split T over `sequence`; crop-level fields do not."""
+    return batch_sharding(mesh, ndim, 1 if ndim == 2 and not name.startswith("pixel_values") else None)
