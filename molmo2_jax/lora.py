@@ -34,14 +34,31 @@ def apply_lora(model, *, rank: int, alpha: float, targets: str = DECODER_TARGETS
 
     if rank < 1:
         raise ValueError(f"lora.rank must be >= 1, got {rank}")
+    from unittest import mock
+
+    from molmo2_jax.qwen3 import Qwen3
+
     rule = qwix.LoraRule(module_path=targets, rank=rank, alpha=float(alpha), weight_qtype=weight_qtype)
-    lora = qwix.apply_lora_to_model(model, qwix.LoraProvider([rule]), rngs=nnx.Rngs(seed), **example_inputs)
+    # qwix creates adapters on the module that runs the matmul: its one init forward must call the real
+    # decoder blocks, not the copies the scanned forward merges from layer 0's graph and each layer's state.
+    # Afterwards every block carries the same adapter attributes, so the scanned forward stacks them too.
+    with mock.patch.object(Qwen3, "_run_layers", _run_real_blocks):
+        lora = qwix.apply_lora_to_model(model, qwix.LoraProvider([rule]), rngs=nnx.Rngs(seed), **example_inputs)
     n = len(adapted_modules(lora))
     if n == 0:
         raise ValueError(f"lora.targets {targets!r} matches no dense layer of the model; paths look like "
                          "language_model/layers/0/self_attn/q_proj (see molmo2_jax/lora.py)")
     lora.lora_scale = float(alpha) / rank  # qwix adds delta * alpha / rank
     return lora
+
+
+def _run_real_blocks(self, x, info, ropes, impl, dropout):
+    """Qwen3's decoder blocks called one by one (qwix's init forward only; no dropout, no remat)."""
+    from molmo2_jax.qwen3 import Rope
+
+    for i, block in enumerate(self.layers):
+        x, _ = block(x, info, Rope(ropes.inv_freq[i], ropes.scale[i]), impl, None, None)
+    return x
 
 
 def adapted_modules(model) -> dict[str, nnx.Module]:
