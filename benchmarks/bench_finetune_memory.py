@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=2536)
+    p.add_argument("--lora-only", action="store_true", help="skip the full fine-tuning row")
     args = p.parse_args()
     import configs.finetune
     from molmo2_jax.model_config import preset
@@ -50,7 +51,7 @@ def main() -> None:
     print("| model | mode | params | trainable | arguments GiB | temporaries GiB | peak GiB | compile s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        for rank in (0, args.rank):
+        for rank in (args.rank,) if args.lora_only else (0, args.rank):
             c = configs.finetune.get_config()
             c.model.name, c.lora.rank, c.batch_size, c.seq_len = name, rank, args.batch, args.seq
             c.dtype = "bfloat16"

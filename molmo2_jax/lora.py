@@ -43,13 +43,32 @@ def apply_lora(model, *, rank: int, alpha: float, targets: str = DECODER_TARGETS
     # decoder blocks, not the copies the scanned forward merges from layer 0's graph and each layer's state.
     # Afterwards every block carries the same adapter attributes, so the scanned forward stacks them too.
     with mock.patch.object(Qwen3, "_run_layers", _run_real_blocks):
-        lora = qwix.apply_lora_to_model(model, qwix.LoraProvider([rule]), rngs=nnx.Rngs(seed), **example_inputs)
+        lora = qwix.apply_lora_to_model(model, _ComputeDtypeLora([rule]), rngs=nnx.Rngs(seed), **example_inputs)
     n = len(adapted_modules(lora))
     if n == 0:
         raise ValueError(f"lora.targets {targets!r} matches no dense layer of the model; paths look like "
                          "language_model/layers/0/self_attn/q_proj (see molmo2_jax/lora.py)")
     lora.lora_scale = float(alpha) / rank  # qwix adds delta * alpha / rank
     return lora
+
+
+def _compute_dtype_provider():
+    import qwix
+
+    class ComputeDtypeLora(qwix.LoraProvider):
+        """qwix's LoRA with the output in the activations' dtype (fp32 adapters would turn bf16 compute into fp32)."""
+
+        def dot_general(self, lhs, rhs, *args, **kwargs):
+            return super().dot_general(lhs, rhs, *args, **kwargs).astype(lhs.dtype)
+
+        def einsum(self, einsum_str, *operands, **kwargs):
+            return super().einsum(einsum_str, *operands, **kwargs).astype(operands[0].dtype)
+
+    return ComputeDtypeLora
+
+
+def _ComputeDtypeLora(rules):  # noqa: N802 - a class built lazily (qwix is imported on use)
+    return _compute_dtype_provider()(rules)
 
 
 def _run_real_blocks(self, x, info, ropes, impl, dropout):
