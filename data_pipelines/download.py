@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 
 from data_pipelines import registry
-from data_pipelines.readers import READERS, dataset_files
+from data_pipelines.readers import READERS, dataset_files, held_out_urls
 from data_pipelines.readers.base import iter_rows, pixmo_image_path
 
 USER_AGENT = "molmo2-jax-data/0.1"
@@ -253,6 +253,9 @@ def snapshot(spec: registry.DatasetSpec, raw: str, workers: int) -> str:
     """HF dataset snapshot into raw/hf/<repo> (resumable, parallel: huggingface_hub), verified."""
     from huggingface_hub import snapshot_download
     local = os.path.join(raw, "hf", spec.repo)
+    for repo in spec.held_out:  # eval annotations whose images must not train (no images)
+        snapshot_download(repo, repo_type="dataset", local_dir=os.path.join(raw, "hf", repo),
+                          max_workers=workers)
     snapshot_download(spec.repo, repo_type="dataset", revision=spec.revision, local_dir=local,
                       allow_patterns=list(spec.allow_patterns) or None, max_workers=workers)
     for f in spec.files:
@@ -312,6 +315,8 @@ def download_datasets(specs: Sequence[registry.DatasetSpec], raw: str, *, worker
                                             + (spec.manual or spec.notes or "see the Molmo2 README")
             elif spec.media == "url" and images and spec.repo is not None:
                 urls = image_urls(dataset_files(spec, raw))
+                for u in held_out_urls(spec, raw):  # eval images: never fetched for training
+                    urls.pop(u, None)
                 summary.images[spec.name] = fetch_image_urls(urls.items(), raw, img_dl, workers,
                                                              desc=f"{spec.name} images")
             summary.ok.append(spec.name)

@@ -88,7 +88,8 @@ def pixmo_cap(hub: StandInHub) -> Truth:
 
 def pixmo_points(hub: StandInHub) -> dict[str, Truth]:
     """allenai/pixmo-points: one row per (image, label), points [{x, y}] in 0-100, both
-    collection methods; a sha256 mismatch and a count/points disagreement (bad row)."""
+    collection methods; a sha256 mismatch, a count/points disagreement (bad row) and an image
+    of allenai/pixmo-points-eval (held out of training, as Molmo2)."""
     pointing, counting = Truth(), Truth()
     rows = []
     specs = [("pointing", [(25.0, 50.0), (75.0, 20.0)], "cats"),
@@ -116,6 +117,16 @@ def pixmo_points(hub: StandInHub) -> dict[str, Truth]:
                  "collection_method": "counting"})
     counting.skipped["missing_media"] = 1
     counting.failed_images = {"sha256_mismatch": 1}
+    # an image of the pointing eval set (allenai/pixmo-points-eval, test): Molmo2 holds it out
+    hub.web["points/eval.png"] = marked_image(30, 30, [(10, 10)], seed=77)
+    eval_url = hub.web_url("points/eval.png")
+    rows.append({"image_url": eval_url, "image_sha256": None, "points": [{"x": 33.0, "y": 33.0}],
+                 "count": 1, "label": "eval thing", "collection_method": "pointing"})
+    pointing.skipped["held_out_eval"] = counting.skipped["held_out_eval"] = 1  # before method filter
+    pointing.held_out_ids.add(eval_url)
+    _repo(hub, "allenai/pixmo-points-eval", {"data/test-00000-of-00001.parquet": pa.Table.from_pylist(
+        [{"image_url": eval_url, "image_sha256": None, "label": "eval thing",
+          "points": [{"x": 33.0, "y": 33.0}]}])})
     schema = pa.schema([("image_url", pa.string()), ("image_sha256", pa.string()),
                         ("points", pa.list_(pa.struct([("x", pa.float64()), ("y", pa.float64())]))),
                         ("count", pa.int64()), ("label", pa.string()),

@@ -272,7 +272,7 @@ def test_every_malformed_record_kind_is_a_counted_skip_with_its_reason():
     with tempfile.TemporaryDirectory() as tmp:
         processor = make_processor(config, tmp)
     spec = pack_spec(config, processor, model_config_for(config, processor))
-    prepare = Prepare(ExampleEncoder(processor, pretraining=True), spec, ["hostile"], [None])
+    prepare = Prepare(ExampleEncoder(processor, mixture="stage1"), spec, ["hostile"], [None])
     for kind, (record, reason) in _hostile_records().items():
         out = prepare((0, record))
         if reason in (None, "too_long"):  # too_long is decided by the packer, against the pack budget

@@ -18,8 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _prepared(prep, name):
+    """{upstream id: example}; PixMo-Points/Count examples come in both counting modes (`<url>#point_count`)."""
     src = writer.open_source(prep, name)
-    return {ex.id: ex for ex in (deserialize(src[i]) for i in range(len(src)))}
+    return {ex.id.split("#")[0]: ex for ex in (deserialize(src[i]) for i in range(len(src)))}
 
 
 @pytest.fixture
@@ -135,3 +136,30 @@ def test_cosyn_qa_configs_and_splits_with_explanations(hub, tmp_path):
     assert ex.conversations[0].style == "cosyn_chart_exp"
     assert media.load_image(ex.images[0]).shape == (20, 30, 3)
     assert len(_prepared(prep, "cosyn_multidoc_chart_exp")["doc0"].images) == 2
+
+
+def test_every_stage1_dataset_reaches_training_batches(stage1_run):
+    """The training mixture over the prepared stand-in data (weights as main.py computes them,
+    byte-level stand-in encoder) draws examples of every stage-1 dataset, media decoded."""
+    from data_pipelines.packing import PackSpec, default_token_fields
+    from data_pipelines.pipeline import prepared_pipeline
+    from data_pipelines.synthetic import ByteLevelEncoder
+    from molmo2_jax.config_utils import load_config_file as load_config
+    from molmo2_jax.data import prepared_mixture
+
+    _, truth, _, prep, _ = stage1_run
+    cfg = load_config(os.path.join(ROOT, "configs", "stage1.py"))
+    cfg.data.path = prep
+    weights, missing = prepared_mixture(cfg)
+    assert not missing and set(weights) == set(truth) and min(weights.values()) > 0
+    enc = ByteLevelEncoder()
+    spec = PackSpec(seq_len=512, media=enc.media_fields(max_crops=16, max_frames=4),
+                    token_fields=default_token_fields(pad_id=0))
+    it = iter(prepared_pipeline(prep, weights, enc, spec, batch_size=2, pack_window=8))
+    for _ in range(60):  # until every dataset was drawn (the smallest share is ~5%)
+        next(it)
+        counts = dict(zip(it.counters.names, it.counters.examples.tolist()))
+        if all(counts[n] > 0 for n in truth):
+            break
+    assert all(counts[n] > 0 for n in truth), counts
+    assert not it.counters.skipped.any(), it.counters.skipped_by_dataset()

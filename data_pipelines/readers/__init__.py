@@ -50,7 +50,8 @@ READERS = {
     "hardcodes": read_hardcodes,
 }
 
-__all__ = ["READERS", "dataset_files", "find_files", "iter_rows", "pixmo_image_path", "read"]
+__all__ = ["READERS", "dataset_files", "find_files", "held_out_urls", "iter_rows",
+           "pixmo_image_path", "read"]
 
 
 def dataset_files(spec: Any, raw: str) -> list[str]:
@@ -61,12 +62,42 @@ def dataset_files(spec: Any, raw: str) -> list[str]:
                       configs=spec.configs)
 
 
+def held_out_urls(spec: Any, raw: str) -> set[str]:
+    """Image URLs of the eval sets `spec.held_out` names (their test split): never training."""
+    import os
+    urls: set[str] = set()
+    for repo in getattr(spec, "held_out", ()):
+        root = os.path.join(raw, "hf", repo)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"{root} not found: the eval set {repo} held out of "
+                                    f"{spec.name} must be downloaded first (`python -m "
+                                    f"data_pipelines.download --only {spec.name}`)")
+        for f in find_files(root, split="test"):
+            urls.update(r["image_url"] for r in iter_rows(f)
+                        if isinstance(r, dict) and r.get("image_url"))
+    return urls
+
+
+def _without(rows: Iterator[Any], urls: set[str], skipped: MutableMapping[str, int]):
+    for row in rows:
+        if isinstance(row, dict) and row.get("image_url") in urls:
+            skipped["held_out_eval"] = skipped.get("held_out_eval", 0) + 1
+            continue
+        yield row
+
+
 def read(reader: str, files: Sequence[str], *, media_root: str | None, source: str,
-         skipped: MutableMapping[str, int], **kwargs: Any) -> Iterator[Example]:
-    """Runs reader `reader` over the rows of `files` (parquet / JSONL / JSON)."""
+         skipped: MutableMapping[str, int], exclude_urls: set[str] | None = None,
+         **kwargs: Any) -> Iterator[Example]:
+    """Runs reader `reader` over the rows of `files` (parquet / JSONL / JSON); rows whose
+    `image_url` is in `exclude_urls` (held-out eval images) are counted as held_out_eval."""
     if reader not in READERS:
         raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
-    rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
+    from data_pipelines.readers.tables import iter_table  # csv / txt / keyed json / arrow too
+    table = kwargs.get("table") or {}
+    rows = itertools.chain.from_iterable(iter_table(f, **table) for f in files)
+    if exclude_urls:
+        rows = _without(rows, exclude_urls, skipped)
     return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)
 
 # Evaluation benchmarks (data_pipelines/benchmarks.py), appended.

@@ -60,7 +60,7 @@ def file_split(rel: str) -> str | None:
     parts = rel.replace(os.sep, "/").split("/")
     stem = parts[-1].split(".")[0]
     name = re.split(r"[-_]\d", stem, maxsplit=1)[0]  # "train-00000-of-00001" -> "train"
-    for cand in (name, *reversed(parts[:-1])):
+    for cand in (name, re.split(r"[-_.]", stem)[0], *reversed(parts[:-1])):
         if cand and not re.search(r"\d{5}", cand) and cand in KNOWN_SPLITS:
             return cand
     return None
@@ -175,6 +175,20 @@ def image_size(media_root: str | None, ref: ImageRef) -> tuple[int, int]:
             return im.size
     except OSError as e:
         raise BadSample("undecodable_media", f"cannot read the size of {ref.path}: {e}")
+
+
+def xy_pairs(points: Any, what: str) -> list[tuple[float, float]]:
+    """(x, y) pairs from either storage of a point list: HF `Sequence({x, y})` (a struct of
+    lists `{x: [...], y: [...]}`, what `datasets` returns and molmo2 indexes as points['x']) or
+    `List({x, y})` (a list of `{x, y}` structs)."""
+    if points is None:
+        return []
+    if isinstance(points, Mapping):
+        xs, ys = list(points["x"] or []), list(points["y"] or [])
+        if len(xs) != len(ys):
+            raise BadSample("bad_annotation", f"{what}: {len(xs)} x but {len(ys)} y coordinates")
+        return [(float(x), float(y)) for x, y in zip(xs, ys)]
+    return [(float(p["x"]), float(p["y"])) for p in points]
 
 
 def clip01(v: float) -> float:

@@ -15,7 +15,7 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 
-from data_pipelines.readers.base import Row, clip01, convert_rows
+from data_pipelines.readers.base import Row, clip01, convert_rows, group_rows, keep_good
 from data_pipelines.schema import (BadSample, Conversation, Example, Message, Points, Task,
                                    Track, VideoRef)
 from molmo2_jax.processing import formats
@@ -234,9 +234,10 @@ def read_molmo2_cap(rows: Iterable[Row], *, media_root: str | None, source: str,
 def read_molmo2_video_capqa(rows: Iterable[Row], *, media_root: str | None, source: str,
                             skipped: MutableMapping[str, int]) -> Iterator[Example]:
     """allenai/Molmo2-VideoCapQA (video_id, Question, Answer, NegativeAnswers, Category) and
-    VideoSubtitleQA (+ subtitle [{start, end, text}]): multiple choice, options in a fixed
-    per-question shuffled order, answer = letter and option (prompt wording is ours)."""
-    def convert(row: Row) -> Example:
+    VideoSubtitleQA (+ subtitle [{start, end, text}]): as `Molmo2SynCaptionsQA`, one example
+    per video with one multiple-choice branch per question (style video_multiple_choice);
+    options in a fixed per-question shuffled order, answer = letter and option."""
+    def branch(row: Row) -> Conversation:
         options = [row["Answer"], *row["NegativeAnswers"]]
         key = zlib.crc32(f"{row['video_id']}|{row['Question']}".encode())
         order = sorted(range(len(options)), key=lambda i: zlib.crc32(f"{key}:{i}".encode()))
@@ -248,8 +249,14 @@ def read_molmo2_video_capqa(rows: Iterable[Row], *, media_root: str | None, sour
             subs = "\n".join(f"[{s['start']:.1f}-{s['end']:.1f}] {s['text']}"
                              for s in row["subtitle"])
             prompt = f"Subtitles:\n{subs}\n\n{prompt}"
-        video = local_video(media_root, youtube_cc_candidates(media_root, str(row["video_id"])))
-        return Example(f"{row['video_id']}:{key}", source, Task.VIDEO_QA,
-                       [_qa(prompt, answer, "video_mc")], video=video,
-                       meta={"category": row.get("Category", "")})
-    return convert_rows(rows, convert, skipped)
+        return _qa(prompt, answer, "video_multiple_choice")
+
+    def convert(group: list[Row]) -> Example | None:
+        vid = str(group[0]["video_id"])
+        video = local_video(media_root, youtube_cc_candidates(media_root, vid))
+        convs = keep_good(group, branch, skipped)
+        if not convs:
+            return None
+        return Example(f"molmo2_syn_qa_{vid}", source, Task.VIDEO_QA, convs, video=video,
+                       meta={"category": group[0].get("Category") or ""})
+    return convert_rows(group_rows(rows, "video_id"), convert, skipped)
