@@ -20,7 +20,7 @@ from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSi
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
 from molmo2_jax.model_config import preset
-from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
+from molmo2_jax.sharding import create_sharded, field_sharding, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, PNGs)")
@@ -106,7 +106,7 @@ def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None
     Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
     on a laptop with fake devices (`./launch.sh --cpu 8 configs/stage1.py --inspect`).
     """
-    from molmo2_jax.sharding import logical_to_spec
+    from molmo2_jax.sharding import variable_sharding
 
     dtype = DTYPES[config.dtype]
     print(config)
@@ -128,12 +128,9 @@ def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None
         for path, var in nnx.to_flat_state(state):
             if not hasattr(var.get_raw_value(), "shape"):
                 continue  # optax placeholders (masked-out / empty states)
-            meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
-            axes = meta.get("logical_axes") or (None,) * len(var.shape)
-            spec = logical_to_spec(axes, var.shape, mesh)
-            split = int(np.prod([mesh.shape[a] for s_ in spec if s_ for a in ((s_,) if isinstance(s_, str) else s_)]))
-            total += int(np.prod(var.shape)) * np.dtype(var.dtype).itemsize // split
-            rows.append((".".join(map(str, path)), tuple(var.shape), spec))
+            sharding = variable_sharding(var, mesh)  # the rules table, as create_sharded lays it out
+            total += int(np.prod(sharding.shard_shape(var.shape))) * np.dtype(var.dtype).itemsize
+            rows.append((".".join(map(str, path)), tuple(var.shape), sharding.spec))
         return total, rows
 
     param_bytes, rows = per_device_bytes(nnx.state(model, nnx.Param))
@@ -257,7 +254,8 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     # Device-side accumulators, read only when logging: the host never waits for a step to finish.
     source_sums = jnp.zeros((2, len(source_names)), jnp.float32)
     nonfinite = jnp.zeros((), jnp.int32)
-    batches = Prefetcher(iterator, lambda b: {k: global_batch_array(v, mesh) for k, v in b.items() if k in _MODEL_KEYS})
+    batches = Prefetcher(iterator,
+                         lambda b: {k: global_batch_array(v, mesh, k) for k, v in b.items() if k in _MODEL_KEYS})
 
     def check_nonfinite(step: int) -> int:
         """Skipped steps since the last check (exact, from the device counter); stops after too many in a row."""
@@ -335,9 +333,9 @@ def export_for_inference(model, processor, path: str) -> None:
         processor.save(path, tok if os.path.exists(tok) else None)
 
 
-def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
+def global_batch_array(local: np.ndarray, mesh, name: str = "") -> jax.Array:
     """This process's rows of the batch -> the global array sharded over (data x fsdp[, sequence])."""
-    sharding = batch_sharding(mesh, local.ndim, 1 if local.ndim == 2 else None)
+    sharding = field_sharding(mesh, name, local.ndim)
     if jax.process_count() == 1:
         return jax.device_put(local, sharding)
     return jax.make_array_from_process_local_data(sharding, local)
@@ -355,7 +353,7 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_weights", "branch_ids", "mm_token_type_ids",
                "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
                "video_token_pooling", "pixel_values_segment_ids", "pixel_values_videos_segment_ids")
 
@@ -374,9 +372,13 @@ def main(argv):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, DataError) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # a failed async save leaves Orbax tasks that would log tracebacks below the error at exit
     return 0
 
 
@@ -402,4 +404,5 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("molmo2_jax.main", sys.modules[__name__])  # `import molmo2_jax.main` must not redefine flags
     app.run(main, flags_parser=parse_flags)

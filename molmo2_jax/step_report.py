@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from molmo2_jax import train
-from molmo2_jax.sharding import batch_sharding, make_mesh, variable_sharding
+from molmo2_jax.sharding import field_sharding, make_mesh, variable_sharding
 
 GiB = 2 ** 30
 
@@ -35,11 +35,10 @@ def abstract_batch(config, model_cfg, mesh, num_sources: int = 1) -> dict:
         shapes[m.pooling] = ((b, m.max_tokens or s, m.window), "int32")
     from molmo2_jax.main import _MODEL_KEYS
 
-    def sds(shape, dtype):
-        return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype),
-                                    sharding=batch_sharding(mesh, len(shape), 1 if len(shape) == 2 else None))
+    def sds(name, shape, dtype):
+        return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype), sharding=field_sharding(mesh, name, len(shape)))
 
-    return {k: sds(*v) for k, v in shapes.items() if k in _MODEL_KEYS}
+    return {k: sds(k, *v) for k, v in shapes.items() if k in _MODEL_KEYS}
 
 
 def _abstract_sharded(tree, mesh):

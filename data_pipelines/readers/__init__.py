@@ -93,7 +93,9 @@ def read(reader: str, files: Sequence[str], *, media_root: str | None, source: s
     `image_url` is in `exclude_urls` (held-out eval images) are counted as held_out_eval."""
     if reader not in READERS:
         raise KeyError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
-    rows = itertools.chain.from_iterable(iter_rows(f) for f in files)
+    from data_pipelines.readers.tables import iter_table  # csv / txt / keyed json / arrow too
+    table = kwargs.get("table") or {}
+    rows = itertools.chain.from_iterable(iter_table(f, **table) for f in files)
     if exclude_urls:
         rows = _without(rows, exclude_urls, skipped)
     return READERS[reader](rows, media_root=media_root, source=source, skipped=skipped, **kwargs)
