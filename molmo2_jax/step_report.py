@@ -75,6 +75,11 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None,
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
                        remat=config.remat)
         model.language_model.scan_layers = scan_layers
+        if config.get("lora") is not None and config.lora.rank:  # configs/finetune.py: LoRA adapters
+            from molmo2_jax.lora import apply_lora
+
+            model = apply_lora(model, rank=config.lora.rank, alpha=config.lora.alpha, targets=config.lora.targets,
+                               example_inputs={"input_ids": jnp.zeros((1, 8), jnp.int32)})
         return model, build_optimizer(config, model)[0]
 
     model, optimizer = _abstract_sharded(nnx.eval_shape(make), mesh)
