@@ -282,7 +282,7 @@ def packed_batch() -> Image.Image:
     weights = np.asarray(batch["loss_weights"])
     rows, t = seg.shape
     cw, rh, pad, thumb = 2, 10, 12, 28
-    out = Image.new("RGB", (pad * 2 + t * cw + 12 * (thumb + 2) + 20, pad + 40 + rows * (3 * rh + 10)), WHITE)
+    out = Image.new("RGB", (pad * 2 + t * cw + 6 * (thumb + 2) + 20, pad + 40 + rows * (3 * rh + 10)), WHITE)
     d = ImageDraw.Draw(out)
     eff = (seg > 0).mean()
     label(d, (pad, 4), f"demo batch: {rows} rows x {t} tokens, {seg.max(1).sum()} examples, {eff:.0%} non-padding; "
