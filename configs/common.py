@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.max_consecutive_nonfinite = 5
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "sequence": 1})
     c.attention_impl = "xla"
-    c.remat = "none"  # "none" | "block"
+    c.remat = "none"  # "none" | "block" | "dots" (qwen3.REMAT_POLICIES)
     c.dtype = "bfloat16"
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
         "window": 64,
         "num_workers": 0,
         "allow_missing": False,  # True: train without mixture datasets missing from data.path (logged + metrics)
+        "system_prompt": "",  # "style_and_length_v2" = Molmo2 stage-1 prompt styles (processing.encode)
         "max_consecutive_skips": 256,  # a dataset skipping this many records in a row stops the run
     })
     return c

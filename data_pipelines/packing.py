@@ -233,6 +233,17 @@ def packing_efficiency(segment_ids: np.ndarray) -> float:
     return float(np.mean(np.asarray(segment_ids) > 0))
 
 
+def crop_counts(batch: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(real crops, crop slots) of packed sequences: the ViT runs on every slot, so real / slots is its
+    utilisation (the `crop_utilisation` training metric)."""
+    real = slots = 0
+    for key in ("pixel_values_segment_ids", "pixel_values_videos_segment_ids"):
+        if key in batch:
+            real += int(np.sum(np.asarray(batch[key]) > 0))
+            slots += int(np.asarray(batch[key]).size)
+    return real, slots
+
+
 class PackIterDataset(grain.IterDataset):
     """Grain transformation: encoded examples (and Skipped markers) -> packed sequences."""
 

@@ -123,7 +123,7 @@ def blockwise_forward(q, k, v, q_info: MaskInfo, kv_info: MaskInfo, block_q: int
             mask = molmo2_mask(qinf, _take(kib, j))[:, 0]  # [B, bq, bk]
 
             def compute(carry):
-                o, m, l = carry  # o [B, K, G, bq, H], m / l [B, K, G, bq]
+                o, m, den = carry  # o [B, K, G, bq, H], running max m / denominator den [B, K, G, bq]
                 sc = jnp.einsum("bqkgh,bskh->bkgqs", qblk, kb[j], preferred_element_type=jnp.float32) * scale
                 sc = jnp.where(mask[:, None, None], sc, _NEG)
                 m_new = jnp.maximum(m, sc.max(-1))
@@ -131,16 +131,16 @@ def blockwise_forward(q, k, v, q_info: MaskInfo, kv_info: MaskInfo, block_q: int
                 corr = jnp.exp(m - m_new)
                 o = o * corr[..., None] + jnp.einsum("bkgqs,bskh->bkgqh", p.astype(v.dtype), vb[j],
                                                      preferred_element_type=jnp.float32)
-                return o, m_new, l * corr + p.sum(-1)
+                return o, m_new, den * corr + p.sum(-1)
 
             return jax.lax.cond(mask.any(), compute, lambda c: c, carry)
 
         init = (jnp.zeros((b, kh, g, block_q, h), jnp.float32), jnp.full((b, kh, g, block_q), _NEG, jnp.float32),
                 jnp.zeros((b, kh, g, block_q), jnp.float32))
-        o, m, l = jax.lax.fori_loop(0, nk, k_step, jax.tree.map(lambda x: _varying_like(x, q, k, v), init))
-        seen = l > 0
-        out = o / jnp.where(seen, l, 1.0)[..., None]
-        return None, (out, jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), -jnp.inf))
+        o, m, den = jax.lax.fori_loop(0, nk, k_step, jax.tree.map(lambda x: _varying_like(x, q, k, v), init))
+        seen = den > 0
+        den = jnp.where(seen, den, 1.0)
+        return None, (o / den[..., None], jnp.where(seen, m + jnp.log(den), -jnp.inf))
 
     _, (out, lse) = jax.lax.scan(q_step, None, (qb, _info_blocks(q_info, nq)))
     out = jnp.moveaxis(out, 0, 3).reshape(b, kh, g, t, h)  # [nq, B, K, G, bq, H] -> [B, K, G, T, H]

@@ -20,11 +20,13 @@ from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSi
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
 from molmo2_jax.model_config import preset
-from molmo2_jax.sharding import batch_sharding, create_sharded, make_mesh
+from molmo2_jax.sharding import create_sharded, field_sharding, make_mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "stage config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, PNGs)")
 _INSPECT = flags.DEFINE_bool("inspect", False, "print config, parameters, mesh, shardings, memory; then exit")
+_INSPECT_COMPILE = flags.DEFINE_bool("inspect_compile", True, "--inspect also compiles the real train step on "
+                                     "abstract shapes (per-device memory, FLOPs; minutes for nano)")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -32,7 +34,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def build_model(config, mesh, cfg=None) -> Molmo2:
     """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
-    kw = dict(attention_impl=config.attention_impl, remat=config.remat != "none")
+    kw = dict(attention_impl=config.attention_impl, remat=config.remat)
     path = config.init.checkpoint
     if not path:
         cfg = cfg or preset(config.model.name)
@@ -53,20 +55,58 @@ def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
 
 
-def model_flops_per_token(model: Molmo2, seq_len: int) -> float:
-    """Training FLOPs per text token: 6 x LLM params + attention (12 x layers x d_attn x seq_len), ViT excluded."""
-    t = model.cfg.text
-    llm = count_params(model.language_model) - t.embedding_rows * t.hidden_size
-    return 6 * llm + 12 * t.num_layers * t.num_heads * t.head_dim * seq_len
+class ConsumedState:
+    """The data iterator's state after the batches trained on (the prefetcher reads ahead), for Grain's
+    checkpoint handler (which saves `get_state()` bytes of non-DatasetIterator items)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.state).encode()
 
 
-def inspect(config, model_cfg, mesh, data_fn) -> None:
+class Prefetcher:
+    """The next batch read from the data iterator and put on devices in a thread while the current step runs.
+
+    Yields (host batch, device batch, iterator state after this batch), so a checkpoint saves the state of
+    the batches actually trained on, not of the one prefetched.
+    """
+
+    def __init__(self, iterator, put, depth: int = 2):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._iterator, self._put, self._stop = iterator, put, threading.Event()
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self):
+        try:
+            while not self._stop.is_set():
+                host = next(self._iterator)
+                self._queue.put((host, self._put(host), self._iterator.get_state()))
+        except BaseException as e:  # StopIteration or a data error: re-raised in the training thread
+            self._queue.put(e)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None:
     """--inspect: config, parameter counts, mesh, each parameter's sharding, per-device memory, a batch.
 
     Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
     on a laptop with fake devices (`./launch.sh --cpu 8 configs/stage1.py --inspect`).
     """
-    from molmo2_jax.sharding import logical_to_spec
+    from molmo2_jax.sharding import variable_sharding
 
     dtype = DTYPES[config.dtype]
     print(config)
@@ -88,12 +128,9 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
         for path, var in nnx.to_flat_state(state):
             if not hasattr(var.get_raw_value(), "shape"):
                 continue  # optax placeholders (masked-out / empty states)
-            meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
-            axes = meta.get("logical_axes") or (None,) * len(var.shape)
-            spec = logical_to_spec(axes, var.shape, mesh)
-            split = int(np.prod([mesh.shape[a] for s_ in spec if s_ for a in ((s_,) if isinstance(s_, str) else s_)]))
-            total += int(np.prod(var.shape)) * np.dtype(var.dtype).itemsize // split
-            rows.append((".".join(map(str, path)), tuple(var.shape), spec))
+            sharding = variable_sharding(var, mesh)  # the rules table, as create_sharded lays it out
+            total += int(np.prod(sharding.shard_shape(var.shape))) * np.dtype(var.dtype).itemsize
+            rows.append((".".join(map(str, path)), tuple(var.shape), sharding.spec))
         return total, rows
 
     param_bytes, rows = per_device_bytes(nnx.state(model, nnx.Param))
@@ -104,9 +141,10 @@ def inspect(config, model_cfg, mesh, data_fn) -> None:
     print(f"memory per device: params {param_bytes / 2**30:.2f} GiB + optimizer {opt_bytes / 2**30:.2f} GiB "
           f"+ gradients {grad_bytes / 2**30:.2f} GiB (fp32) = "
           f"{(param_bytes + opt_bytes + grad_bytes) / 2**30:.2f} GiB; activations: see the compiled step below")
-    from molmo2_jax.step_report import compiled_step_report, format_report
+    if compile_step:
+        from molmo2_jax.step_report import compiled_step_report, format_report
 
-    print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
+        print(format_report(compiled_step_report(config, model_cfg=model_cfg)))
     try:
         batch = next(iter(data_fn()))
         print("batch:", {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()})
@@ -180,8 +218,10 @@ def check_run_config(config, workdir: str) -> None:
         raise UsageError(f"unknown config.dtype {config.dtype!r}; use one of {sorted(DTYPES)}")
 
 
-def run(config, workdir: str, inspect_only: bool = False) -> dict:
+def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool = True) -> dict:
     """The training loop; returns the last logged metrics."""
+    from data_pipelines.packing import crop_counts
+
     from molmo2_jax.data import make_processor, make_train_data, model_config_for
 
     check_run_config(config, workdir)
@@ -190,7 +230,7 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     processor = make_processor(config, workdir)
     model_cfg = model_config_for(config, processor)
     if inspect_only:
-        inspect(config, model_cfg, mesh, lambda: make_train_data(config, processor, model_cfg))
+        inspect(config, model_cfg, mesh, lambda: make_train_data(config, processor, model_cfg), inspect_compile)
         return {}
     with jax.set_mesh(mesh):
         model = build_model(config, mesh, model_cfg)
@@ -206,42 +246,63 @@ def run(config, workdir: str, inspect_only: bool = False) -> dict:
     step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names),
                                     (config.get("residual_dropout", 0.0), config.get("response_residual_dropout", 0.0)),
                                     config.seed)
-    source_sums = np.zeros((2, len(source_names)))
     writer = MetricsWriter(workdir, start)
-    flops_per_token = model_flops_per_token(model, config.seq_len)
+    flops_per_seq = train.model_flops_per_step(model.cfg, config) / config.batch_size
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
-    last, t0, tokens, skipped_total = {}, time.time(), 0, 0
+    last, t0, tokens, seqs, skipped_total = {}, time.time(), 0, 0, 0
+    crop_slots, crop_real = 0, 0
+    # Device-side accumulators, read only when logging: the host never waits for a step to finish.
+    source_sums = jnp.zeros((2, len(source_names)), jnp.float32)
+    nonfinite = jnp.zeros((), jnp.int32)
+    batches = Prefetcher(iterator,
+                         lambda b: {k: global_batch_array(v, mesh, k) for k, v in b.items() if k in _MODEL_KEYS})
+
+    def check_nonfinite(step: int) -> int:
+        """Skipped steps since the last check (exact, from the device counter); stops after too many in a row."""
+        nonlocal nonfinite
+        skipped = int(nonfinite)
+        nonfinite = jnp.zeros((), jnp.int32)
+        consecutive = train.nonfinite_count(optimizer)
+        if skipped:
+            print(f"step {step}: {skipped} step(s) with non-finite loss/gradients skipped since the last log "
+                  f"({consecutive} in a row now)", flush=True)
+        if consecutive >= config.max_consecutive_nonfinite:
+            raise RuntimeError(f"{consecutive} consecutive non-finite steps: lower the learning rate or "
+                               "check the data (see metrics.jsonl)")
+        return skipped
+
     stop = StopSignals().install()
     for step in range(start + 1, config.total_steps + 1):
-        host_batch = next(iterator)
-        batch = {k: global_batch_array(v, mesh) for k, v in host_batch.items() if k in _MODEL_KEYS}
+        host_batch, batch, data_state = next(batches)
         with jax.set_mesh(mesh):
             out = step_fn(model, optimizer, batch)
         tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
+        seqs += len(host_batch["segment_ids"]) * jax.process_count()
+        real, slots = crop_counts(host_batch)
+        crop_real, crop_slots = crop_real + real, crop_slots + slots
         if "source_ce_sum" in out:
-            source_sums += np.stack([np.asarray(out["source_ce_sum"]), np.asarray(out["source_weight"])])
-        if not bool(out["finite"]):
-            skipped_total += 1
-            consecutive = train.nonfinite_count(optimizer)
-            print(f"step {step}: non-finite loss/gradients, update skipped ({consecutive} in a row)", flush=True)
-            if consecutive >= config.max_consecutive_nonfinite:
-                raise RuntimeError(f"{consecutive} consecutive non-finite steps: lower the learning rate or "
-                                   "check the data (see metrics.jsonl)")
+            source_sums = source_sums + jnp.stack([out["source_ce_sum"], out["source_weight"]])
+        nonfinite = nonfinite + (~out["finite"]).astype(jnp.int32)
         if step % config.log_every == 0 or step == config.total_steps:
-            dt = time.time() - t0
+            skipped_total += check_nonfinite(step)
             last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
+            dt = time.time() - t0
             last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
                         tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
                         **iterator.counters.metrics())
+            if crop_slots:
+                last["crop_utilisation"] = crop_real / crop_slots  # real ViT crops / crop slots
             if peak:
-                last["mfu"] = tokens * flops_per_token / dt / peak
-            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *source_sums) if w > 0})
-            source_sums[:] = 0
+                last["mfu"] = seqs * flops_per_seq / dt / peak
+            sums = np.asarray(source_sums)
+            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *sums) if w > 0})
+            source_sums = jnp.zeros_like(source_sums)
             writer.write(step, last)
-            t0, tokens = time.time(), 0
+            t0, tokens, seqs, crop_slots, crop_real = time.time(), 0, 0, 0, 0
         ckpt.poll()
         if step % config.checkpoint_every == 0 or step == config.total_steps or stop.requested:
-            ckpt.save(step, model, optimizer, iterator)
+            skipped_total += check_nonfinite(step)  # never save weights a run of non-finite steps produced
+            ckpt.save(step, model, optimizer, ConsumedState(data_state))
         if stop.requested:
             ckpt.close()
             stop.uninstall()
@@ -272,9 +333,9 @@ def export_for_inference(model, processor, path: str) -> None:
         processor.save(path, tok if os.path.exists(tok) else None)
 
 
-def global_batch_array(local: np.ndarray, mesh) -> jax.Array:
+def global_batch_array(local: np.ndarray, mesh, name: str = "") -> jax.Array:
     """This process's rows of the batch -> the global array sharded over (data x fsdp[, sequence])."""
-    sharding = batch_sharding(mesh, local.ndim, 1 if local.ndim == 2 else None)
+    sharding = field_sharding(mesh, name, local.ndim)
     if jax.process_count() == 1:
         return jax.device_put(local, sharding)
     return jax.make_array_from_process_local_data(sharding, local)
@@ -292,7 +353,7 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_weights", "branch_ids", "mm_token_type_ids",
                "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
                "video_token_pooling", "pixel_values_segment_ids", "pixel_values_videos_segment_ids")
 
@@ -307,13 +368,17 @@ def main(argv):
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
     workdir = _WORKDIR.value or os.path.join("runs", name)
     try:
-        run(config, workdir, _INSPECT.value)
+        run(config, workdir, _INSPECT.value, _INSPECT_COMPILE.value)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, DataError) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # a failed async save leaves Orbax tasks that would log tracebacks below the error at exit
     return 0
 
 
@@ -339,4 +404,5 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("molmo2_jax.main", sys.modules[__name__])  # `import molmo2_jax.main` must not redefine flags
     app.run(main, flags_parser=parse_flags)

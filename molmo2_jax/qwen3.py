@@ -229,13 +229,30 @@ class Qwen3Block(nnx.Module):
         return x, new_kv
 
 
+REMAT_POLICIES = {
+    "none": None,  # keep every activation
+    "block": jax.checkpoint_policies.nothing_saveable,  # keep block inputs only, recompute the block
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep matmul outputs, recompute the rest
+}
+
+
+def remat_policy_name(remat: bool | str) -> str:
+    """Config `remat` (a name from REMAT_POLICIES, or a bool: True = "block") -> the policy name."""
+    name = {True: "block", False: "none"}.get(remat, remat) if isinstance(remat, bool) else remat
+    if name not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+    return name
+
+
 class Qwen3(nnx.Module):
     """Token embedding (+ Molmo2's extra rows), decoder blocks, final norm and LM head."""
 
-    def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool = False):
+    def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool | str = False,
+                 scan_layers: bool = True):
         self.cfg = cfg
         self.dtype = dtype
-        self.remat = remat
+        self.remat = remat_policy_name(remat)
+        self.scan_layers = scan_layers  # one compiled block for all layers (False: a Python loop, same math)
         self.embed_tokens = nnx.Embed(
             cfg.embedding_rows, cfg.hidden_size, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
@@ -273,18 +290,51 @@ class Qwen3(nnx.Module):
                                _write(cache.info.positions, info.positions, cache.index),
                                _write(cache.info.vision, info.vision, cache.index))
             info = dataclasses.replace(info, branch=None)  # generation has no message trees
+        if cache is None:
+            x = self._run_layers(x, info, ropes, impl, dropout)
         keys, values = [], []
-        for i, block in enumerate(self.layers):
-            inv = Rope(ropes.inv_freq[i], ropes.scale[i])
-            layer_cache = None if cache is None else (cache.keys[i], cache.values[i], kv_info, cache.index)
-            if self.remat and cache is None:
-                x, _ = nnx.remat(lambda blk, x: blk(x, info, inv, impl, None, dropout))(block, x)
-            else:
-                x, new_kv = block(x, info, inv, impl, layer_cache, dropout)
-                if new_kv is not None:
-                    keys.append(new_kv[0])
-                    values.append(new_kv[1])
+        for i, block in enumerate(self.layers if cache is not None else ()):
+            layer_cache = (cache.keys[i], cache.values[i], kv_info, cache.index)
+            x, new_kv = block(x, info, Rope(ropes.inv_freq[i], ropes.scale[i]), impl, layer_cache, dropout)
+            keys.append(new_kv[0])
+            values.append(new_kv[1])
         x = self.norm(x)
         if cache is None:
             return x, None
         return x, KVCache(keys, values, kv_info, cache.index + embeds.shape[1])
+
+    def _run_layers(self, x: jax.Array, info: MaskInfo, ropes: Rope, impl: str,
+                    dropout: ResidualDropout | None) -> jax.Array:
+        """The decoder blocks without a cache: one `lax.scan` over the stacked per-layer states (remat per block).
+
+        Parameters stay per layer (HF conversion, checkpoints, KV-cache decoding, LoRA see one module per
+        block); the forward stacks their states [L, ...] and compiles the block once, so compile time does not
+        grow with depth. Gradients flow back through the stack to each layer's parameters. Per-layer inputs
+        (RoPE, the dropout key folded with the layer index) are scanned alongside; both paths run layer 0's
+        graph with layer i's state, so scanned and unrolled draw the same dropout masks.
+        """
+        policy = REMAT_POLICIES[self.remat]
+        n = len(self.layers)
+        keys = (jnp.zeros((n,), jnp.uint32) if dropout is None
+                else jax.vmap(lambda i: jax.random.fold_in(dropout.key, i))(jnp.arange(n)))
+
+        def block_fn(graphdef, state, x, rope, key):
+            drop = None if dropout is None else dropout._replace(key=key)
+            x, _ = nnx.merge(graphdef, state)(x, info, rope, impl, None, drop)
+            return x
+
+        if policy is not None:
+            block_fn = jax.checkpoint(block_fn, policy=policy, static_argnums=(0,))
+        graphdef = nnx.graphdef(self.layers[0])
+        if not self.scan_layers:
+            for i, block in enumerate(self.layers):
+                x = block_fn(graphdef, nnx.state(block), x, Rope(ropes.inv_freq[i], ropes.scale[i]), keys[i])
+            return x
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(block) for block in self.layers])  # [L, ...]
+
+        def body(x, xs):
+            state, rope, key = xs
+            return block_fn(graphdef, state, x, rope, key), None
+
+        x, _ = jax.lax.scan(body, x, (stacked, ropes, keys))
+        return x

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from molmo2_jax import train
-from molmo2_jax.sharding import batch_sharding, make_mesh, variable_sharding
+from molmo2_jax.sharding import field_sharding, make_mesh, variable_sharding
 
 GiB = 2 ** 30
 
@@ -35,11 +35,10 @@ def abstract_batch(config, model_cfg, mesh, num_sources: int = 1) -> dict:
         shapes[m.pooling] = ((b, m.max_tokens or s, m.window), "int32")
     from molmo2_jax.main import _MODEL_KEYS
 
-    def sds(shape, dtype):
-        return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype),
-                                    sharding=batch_sharding(mesh, len(shape), 1 if len(shape) == 2 else None))
+    def sds(name, shape, dtype):
+        return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype), sharding=field_sharding(mesh, name, len(shape)))
 
-    return {k: sds(*v) for k, v in shapes.items() if k in _MODEL_KEYS}
+    return {k: sds(k, *v) for k, v in shapes.items() if k in _MODEL_KEYS}
 
 
 def _abstract_sharded(tree, mesh):
@@ -64,16 +63,16 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None)
     """
     from molmo2_jax.main import DTYPES, build_optimizer
     from molmo2_jax.model import Molmo2
-    from molmo2_jax.model_config import get_config
+    from molmo2_jax.model_config import preset
 
     devices = jax.devices()[:num_devices] if num_devices else jax.devices()
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.sequence, devices=devices)
-    model_cfg = model_cfg or get_config(config.model.name)
+    model_cfg = model_cfg or preset(config.model.name)
     dtype = DTYPES[config.dtype]
 
     def make():
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
-                       remat=config.remat != "none")
+                       remat=config.remat)
         return model, build_optimizer(config, model)[0]
 
     model, optimizer = _abstract_sharded(nnx.eval_shape(make), mesh)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -70,20 +69,14 @@ def make_optimizer(schedules: Mapping, *, weight_decay: float, clip: float, b1: 
 
 
 def next_token_targets(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """(targets, weights) aligned with the predicting position.
-
-    Preferred: explicit `target_ids` (-1 = none) with `loss_weights`, which message trees need (a branch's
-    last token is not followed by its target). Fallback: shift `input_ids` by one, `loss_mask[t]` and
-    `loss_weights[t]` marking token t as a target predicted from t - 1.
-    """
-    if "target_ids" in batch:
-        targets = batch["target_ids"]
-        weights = jnp.where(targets >= 0, batch["loss_weights"], 0.0)
-        return targets, weights.astype(jnp.float32)
-    ids = batch["input_ids"]
-    weights = (batch["loss_weights"] * batch["loss_mask"])[:, 1:].astype(jnp.float32)
-    targets = jnp.concatenate([ids[:, 1:], jnp.full_like(ids[:, :1], -1)], 1)
-    return targets, jnp.pad(weights, ((0, 0), (0, 1)))
+    """(targets, weights) aligned with the predicting position: the batch's `target_ids` (-1 = none), shifted
+    by the encoder because message trees need it (a branch's last token is not followed by its target)."""
+    if "target_ids" not in batch:
+        raise KeyError("batch has no `target_ids`; encode examples with Molmo2Processor.training_example "
+                       "(the data pipeline's ExampleEncoder)")
+    targets = batch["target_ids"]
+    weights = jnp.where(targets >= 0, batch["loss_weights"], 0.0)
+    return targets, weights.astype(jnp.float32)
 
 
 def _valid_targets(batch: Mapping[str, jax.Array], vocab: int) -> tuple[jax.Array, jax.Array]:
@@ -125,7 +118,7 @@ def weighted_cross_entropy(logits: jax.Array, batch: Mapping[str, jax.Array], z_
 
 
 def head_cross_entropy(hidden: jax.Array, head: jax.Array, batch: Mapping[str, jax.Array], z_loss: float = 0.0,
-                       num_sources: int = 0, chunk: int = 512):
+                       num_sources: int = 0, chunk: int = 256):
     """`weighted_cross_entropy` of the logits `hidden @ head` (hidden [B, T, D], head [D, V]), chunk by chunk."""
     b, t, d = hidden.shape
     targets, weights = _valid_targets(batch, head.shape[-1])
@@ -144,7 +137,7 @@ def _head_chunk(h, w, t, a, b):
     correct = jnp.argmax(logits, -1) == t
     p = jnp.exp(logits - log_z[:, None])
     # d/d logits of sum(a * ce) + sum(b * log_z^2), ce = log_z - target_logit
-    d = (a + 2 * b * log_z)[:, None] * p - a[:, None] * jax.nn.one_hot(t, logits.shape[-1], dtype=p.dtype)
+    d = ((a + 2 * b * log_z)[:, None] * p).at[jnp.arange(t.shape[0]), t].add(-a)  # no [c, V] one-hot
     return log_z, target_logit, correct, d
 
 
@@ -192,7 +185,7 @@ def _head_loss_value(ce, log_z, a, b):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def fused_head_loss(hidden, w, targets, a, b, chunk=512):
+def fused_head_loss(hidden, w, targets, a, b, chunk=256):
     """sum(a * ce + b * log_z^2) of the LM head `hidden @ w` without [N, V] logits; also per-token ce, correct.
 
     hidden [N, D], w [D, V], targets [N] in [0, V), a/b [N] fixed weights (no gradient). The gradients are
@@ -259,7 +252,7 @@ def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dropout: tuple[float, float] = (0.0, 0.0),
-            key: jax.Array | None = None, chunk: int = 512):
+            key: jax.Array | None = None, chunk: int = 256):
     """The step's loss: final hidden states -> chunked LM head + weighted cross-entropy (+ z-loss).
 
     `dropout` = (residual, response-only residual) rates, drawn from `key`.
@@ -270,14 +263,6 @@ def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dro
         drop = ResidualDropout(key, float(dropout[0]), float(dropout[1]), response)
     hidden = model(**model_inputs(batch), return_hidden=True, dropout=drop)
     return head_cross_entropy(hidden, model.language_model.head_weight(), batch, z_loss, num_sources, chunk)
-
-
-@dataclasses.dataclass
-class TrainState:
-    """What a step updates: the model and its optimizer (which holds the step count)."""
-
-    model: Molmo2
-    optimizer: nnx.Optimizer
 
 
 def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0,

@@ -181,3 +181,21 @@ def test_spec_check_names_unknown_or_missing_fields():
         SPEC.check({k: v for k, v in ex.items() if k != "target_ids"})
     with pytest.raises(ValueError, match="crop_shape"):
         SPEC.check({**ex, "pixel_values": np.zeros((1, 5, 6), np.float32)})
+
+
+def test_crop_budget_of_16_keeps_the_vit_on_real_crops():
+    """Stage-1-like sizes: the recipe's 16 crop slots per pack are mostly real crops, 64 mostly padding."""
+    from data_pipelines.packing import crop_counts
+
+    util = {}
+    for budget in (64, 16):
+        rng = np.random.default_rng(4)
+        spec = PackSpec(seq_len=2536, media=(MediaField.image(max_crops=budget, crop_shape=(1, 1)),))
+        items = [make_example_sized(rng, t, c) for t, c in _realistic_sizes(rng, 600)]
+        packs = list(_run(items, spec, window=256, num_sources=1))
+        real, slots = crop_counts({"pixel_values_segment_ids": np.stack([p["pixel_values_segment_ids"]
+                                                                         for p in packs])})
+        kept = [i for i in items if "pixel_values" in i and len(i["input_ids"]) <= 2536]  # the rest: too_long
+        assert real == sum(len(i["pixel_values"]) for i in kept)  # no crop dropped
+        util[budget] = real / slots
+    assert util[16] > 3 * util[64] and util[16] > 0.5, util

@@ -121,7 +121,8 @@ class CheckpointIO:
         """Why `step` cannot be restored (a missing item or file), or None when it looks complete."""
         d = os.path.join(self.root, str(step))
         data_file = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-        for rel in ("state/_METADATA", "state/manifest.ocdbt", f"data/{data_file}", "config/metadata"):
+        for rel in ("_CHECKPOINT_METADATA", "state/_METADATA", "state/manifest.ocdbt", f"data/{data_file}",
+                    "config/metadata"):
             if not os.path.exists(os.path.join(d, rel)):
                 return f"{rel} is missing"
         try:
