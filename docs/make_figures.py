@@ -153,7 +153,7 @@ def pooling_figure() -> Image.Image:
 def token_layout() -> Image.Image:
     """The token sequence of one image (nano settings) and of a 4-frame video, one cell per token."""
     from molmo2_jax.processing.images import ImageConfig, image_grid, image_token_ids
-    from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+    from molmo2_jax.model_config import Molmo2TokenIds
     from molmo2_jax.processing.video import VideoConfig, video_token_segments
 
     ids, icfg, vcfg = Molmo2TokenIds(), ImageConfig(), VideoConfig()

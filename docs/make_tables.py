@@ -37,7 +37,7 @@ def shapes_rows() -> list[tuple[str, str, str]]:
     from molmo2_jax.model import Molmo2, merge_visual_inputs
     from molmo2_jax.model_config import preset
     from molmo2_jax.processing.images import ImageConfig, crop_geometry, image_token_ids, process_image
-    from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+    from molmo2_jax.model_config import Molmo2TokenIds
     from molmo2_jax.processing.video import VideoConfig, VideoFrames, process_video, video_token_segments
 
     cfg = preset("nano")

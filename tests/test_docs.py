@@ -5,13 +5,14 @@ import glob
 import importlib.util
 import os
 import re
+import textwrap
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
-SNIPPET = re.compile(r"```python\n(.*?)```", re.S)
+SNIPPET = re.compile(r"^([ \t]*)```python\n(.*?)^\1```", re.S | re.M)
 
 
 def _module(path: str):
@@ -45,8 +46,9 @@ def _links():
                 yield doc, label, target
 
 
-def test_docs_have_links_to_check():
+def test_docs_have_links_and_snippets_to_check():
     assert len(list(_links())) > 100
+    assert len(list(_snippets())) >= 5
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: os.path.relpath(p, ROOT))
@@ -74,13 +76,14 @@ def test_the_link_check_catches_a_renamed_function(tmp_path):
 
 def _snippets():
     for doc in DOCS:
-        for i, code in enumerate(SNIPPET.findall(open(doc).read())):
-            yield pytest.param(code, id=f"{os.path.relpath(doc, ROOT)}#{i}")
+        for i, (_, code) in enumerate(SNIPPET.findall(open(doc).read())):
+            yield pytest.param(textwrap.dedent(code), id=f"{os.path.relpath(doc, ROOT)}#{i}")
 
 
 @pytest.mark.parametrize("code", list(_snippets()))
-def test_every_python_snippet_runs(code, monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_every_python_snippet_runs(code, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(ROOT)
+    monkeypatch.chdir(tmp_path)  # files a snippet writes (scene.png) land in a temporary directory
     exec(compile(code, "<doc snippet>", "exec"), {"__name__": "__doc_snippet__"})
 
 
