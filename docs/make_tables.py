@@ -108,17 +108,19 @@ def shapes_rows() -> list[tuple[str, str, str]]:
         m = nnx.merge(graphdef, st)
         x = m.embed(input_ids, px, pl)
         info = m.mask_info(input_ids)
-        return x, molmo2_mask(info, info), m(input_ids, pixel_values=px, image_token_pooling=pl)
+        attn = m.language_model.layers[0].self_attn
+        hidden = m(input_ids, pixel_values=px, image_token_pooling=pl, return_hidden=True)
+        return (x, molmo2_mask(info, info), attn.q_proj(x), attn.k_proj(x), hidden,
+                m.language_model.logits(hidden))
 
-    x, mask, logits = jax.eval_shape(forward, state, ids_sds, pixels, pooling)
+    x, mask, q, k, hidden, logits = jax.eval_shape(forward, state, ids_sds, pixels, pooling)
     rows.append((f"token embeddings, pooled vectors added at `<im_patch>` ({prompt} + {answer} text tokens)",
                  "model.py add_image_features", _fmt(x.shape)))
     tc = cfg.text
     rows.append(("Molmo2 mask: causal, vision block bidirectional", "attention.py molmo2_mask", _fmt(mask.shape)))
-    rows.append((f"per layer: q / k, v (GQA {tc.num_heads}:{tc.num_kv_heads}, QK-norm, RoPE)",
-                 "qwen3.py Qwen3Attention", f"[1, {t}, {tc.num_heads}, {tc.head_dim}] / "
-                                            f"[1, {t}, {tc.num_kv_heads}, {tc.head_dim}]"))
-    rows.append((f"{tc.num_layers} decoder layers, hidden state", "qwen3.py Qwen3", f"[1, {t}, {tc.hidden_size}]"))
+    rows.append((f"per layer: q / k, v projections ({tc.num_heads} / {tc.num_kv_heads} heads of {tc.head_dim}; "
+                 "QK-norm, RoPE)", "qwen3.py Qwen3Attention", f"{_fmt(q.shape)} / {_fmt(k.shape)}"))
+    rows.append((f"after {tc.num_layers} decoder layers", "qwen3.py Qwen3", _fmt(hidden.shape)))
     rows.append(("logits over the base vocabulary (extra rows are input-only)", "qwen3.py Qwen3.logits",
                  _fmt(logits.shape)))
     return rows
