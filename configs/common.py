@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
         "window": 64,
         "num_workers": 0,
         "allow_missing": False,  # True: train without mixture datasets missing from data.path (logged + metrics)
+        "system_prompt": "",  # "style_and_length_v2" = Molmo2 stage-1 prompt styles (processing.encode)
         "max_consecutive_skips": 256,  # a dataset skipping this many records in a row stops the run
     })
     return c

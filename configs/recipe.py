@@ -70,6 +70,8 @@ OFFICIAL: dict[int, list[Row]] = {
         Row("data.weights", {"captions": 0.6, "pointing": 0.3, "nlp": 0.1},
             f"{PRETRAIN} KwargsMixture(1 - pointing - nlp) / (--pointing 0.3) / (--nlp 0.1)"),
         Row("data.max_crops", 16, f"{PRETRAIN} VideoPreprocessorConfig(max_frames=16): 16 crops per pack"),
+        Row("data.system_prompt", "style_and_length_v2", f"{PRETRAIN} DataFormatter(system_prompt=...); "
+            "olmo/preprocessing/data_formatter.py get_system_prompt"),
         *_common(PRETRAIN),
     ],
     2: [
@@ -91,6 +93,11 @@ OFFICIAL: dict[int, list[Row]] = {
         Row("data.mixture", "stage2", f"{SFT} get_training_mixture('molmo2')"),
         Row("data.weights", {}, f"{SFT} get_training_mixture('molmo2') group rates = registry.STAGE_GROUP_RATES[2]"),
         Row("data.max_frames", 128, f"{SFT} get_model: VideoPreprocessorConfig(max_frames=128)"),
+        Row("data.p_high_res", 0.3, f"{SFT} pointing_high_res = 0.30 (override_p_high_res of image pointing)"),
+        Row("data.high_res_max_crops", 24, "olmo/preprocessing/multicrop_preprocessor.py high_res_max_crops=24"),
+        Row("data.high_res_datasets", ("pixmo_multi_points", "pixmo_points_train", "pixmo_count_train",
+                                       "pixmo_points_high_freq_train", "cosyn_point"),
+            f"{SFT} image_pointing WeightedDatasets with override_p_high_res"),
         *_common(SFT),
     ],
 }

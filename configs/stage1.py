@@ -34,5 +34,6 @@ def get_config():
     c.data.max_crops = 16  # allenai/molmo2's pre-training crop budget per pack (the ViT runs on every slot)
     c.data.mixture = "stage1"
     c.data.weights = {"captions": 0.6, "pointing": 0.3, "nlp": 0.1}
+    c.data.system_prompt = "style_and_length_v2"  # "long_caption 57:", "pointing: dogs", "transcript 31:", ...
     c.data.max_crops = 16  # pretrain.py: VideoPreprocessorConfig(max_frames=16) = 16 crops per pack
     return c

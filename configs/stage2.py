@@ -32,4 +32,9 @@ def get_config():
     c.data.mixture = "stage2"
     c.data.max_frames = 128
     c.data.weights = {}  # the registry's Molmo2 group rates (STAGE_GROUP_RATES[2])
+    # image pointing: 30% of examples tiled with up to 24 crops (sft.py override_p_high_res=0.3)
+    c.data.high_res_datasets = ("pixmo_multi_points", "pixmo_points_train", "pixmo_count_train",
+                                "pixmo_points_high_freq_train", "cosyn_point")
+    c.data.p_high_res = 0.3
+    c.data.high_res_max_crops = 24
     return c

@@ -33,17 +33,21 @@ def size_term(size: int, root_size_factor: float | None) -> float:
 
 # Molmo2 reads these with `counting="both"`: each example is used once as pointing and once as counting,
 # so `len()` (and the sqrt(size) term) doubles (allenai/molmo2 olmo/data/get_dataset.py, pixmo_datasets.py).
+# Our readers emit both modes, so prepared sizes are already Molmo2's len(); registry sizes (rows) are not.
 BOTH_COUNTING_MODES = frozenset({"pixmo_points_train", "pixmo_points_high_freq_train", "pixmo_count_train"})
 
 
-def molmo2_len(name: str, size: int) -> int:
-    """The dataset length Molmo2's size term sees: doubled for the `counting="both"` PixMo sets."""
-    return 2 * size if name in BOTH_COUNTING_MODES else size
+def molmo2_len(name: str, rows: int) -> int:
+    """Molmo2's `len()` of a dataset of `rows` upstream rows: doubled for the `counting="both"` PixMo sets."""
+    return 2 * rows if name in BOTH_COUNTING_MODES else rows
 
 
 def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, float],
                     sizes: Mapping[str, int]) -> dict[str, float]:
-    """{dataset: share} summing to 1; entries without a size (not available) are left out."""
+    """{dataset: share} summing to 1; entries without a size (not available) are left out.
+
+    `sizes` are Molmo2 `len()`s: prepared example counts, or `molmo2_len` of registry row counts.
+    """
     groups: dict[str, dict[str, float]] = {}
     for e in entries:
         if e.group not in group_rates:
@@ -55,7 +59,7 @@ def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, f
             raise ValueError(f"dataset {e.dataset!r} has size {sizes[e.dataset]}; drop it from "
                              "`sizes` or prepare it")
         groups.setdefault(e.group, {})[e.dataset] = (
-            size_term(molmo2_len(e.dataset, sizes[e.dataset]), e.root_size_factor) * e.sampling_rate)
+            size_term(sizes[e.dataset], e.root_size_factor) * e.sampling_rate)
     weights: dict[str, float] = {}
     for group, terms in groups.items():
         total = sum(terms.values())
@@ -68,7 +72,7 @@ def mixture_weights(entries: Sequence[MixtureEntry], group_rates: Mapping[str, f
 
 
 def _registry_sizes(stage: int) -> dict[str, int]:
-    return {s.name: s.size for s in registry.stage_datasets(stage) if s.size is not None}
+    return {s.name: molmo2_len(s.name, s.size) for s in registry.stage_datasets(stage) if s.size is not None}
 
 
 def stage_weights(stage: int, sizes: Mapping[str, int] | None = None,

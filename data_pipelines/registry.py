@@ -50,7 +50,6 @@ class DatasetSpec:
     reader_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     size: int | None = None
     licence: str = ODC_UNVERIFIED
-    loss_weight: float | None = None     # flat per-token weight override (Molmo2 point/cap weight)
     notes: str = ""
     split: str | None = "train"          # HF split read (file naming: <split>-00000-of-N.parquet)
     configs: tuple[str, ...] = ()        # HF configs read (directories of the repo); () = all
@@ -79,7 +78,6 @@ class MixtureEntry:
     root_size_factor: float | None = None  # None: sqrt(len); 0: 1; <1: sqrt(len*f); >=1: sqrt(f)
 
 
-POINT_WEIGHT, CAP_WEIGHT = 0.2, 0.1
 _PIXMO_IMG = "images fetched from URLs into pixmo_images/<sha256(url)> by download.py"
 VIDEO_ROOT = "video_datasets"  # RAW/video_datasets = Molmo2's VIDEO_DATA_HOME layout
 POINTS_EVAL = "allenai/pixmo-points-eval"  # Molmo2 PixMoPoints.download(hold_out_pointing_eval)
@@ -136,14 +134,14 @@ def _specs() -> list[DatasetSpec]:
         d("pixmo_points_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           held_out=(POINTS_EVAL,),
           reader="pixmo_points", reader_kwargs={"collection_method": "pointing"}, licence=ODC,
-          loss_weight=POINT_WEIGHT, notes="rows with collection_method=pointing (basic); the "
+          notes="rows with collection_method=pointing (basic); the "
           "card's 2,376,222 rows cover both methods; rows grouped per image; points 0-100"),
         d("pixmo_points_high_freq_train", Task.POINTING, img, "allenai/pixmo-points", media="url",
           held_out=(POINTS_EVAL,),
           reader="pixmo_points", reader_kwargs={"collection_method": "counting"}, licence=ODC,
-          loss_weight=POINT_WEIGHT, notes="rows with collection_method=counting (high_frequency)"),
+          notes="rows with collection_method=counting (high_frequency)"),
         d("pixmo_count_train", Task.COUNTING, img, "allenai/pixmo-count", media="url",
-          reader="pixmo_count", size=36_916, licence=ODC, loss_weight=POINT_WEIGHT,
+          reader="pixmo_count", size=36_916, licence=ODC,
           notes="split train (card: train 36,916 / validation 540 / test 540; validation and "
           "test are eval sets, never read here); points in pixels: the reader needs the "
           "downloaded image for its size"),
@@ -161,12 +159,12 @@ def _specs() -> list[DatasetSpec]:
           "allenai/Molmo2-MultiImageQA", media="url", reader="pixmo_multi_image_qa",
           reader_kwargs={"min_images": 2, "max_images": 5}),
         d("pixmo_multi_points", Task.MULTI_IMAGE, multi, "allenai/molmo2-pixmo-multi-points",
-          media="url", loss_weight=POINT_WEIGHT, reader="pixmo_multi_points",
+          media="url", reader="pixmo_multi_points",
           notes="split train; rows' `images` are PixMo-Points image paths under RAW; 0-100",
           manual="download pixmo_points_train first: its images (RAW/pixmo_images/) are the "
           "ones these rows point at; rows whose images are missing are skipped"),
         d("cosyn_point", Task.POINTING, img, "allenai/CoSyn-point", reader="cosyn_point",
-          size=68_051, licence=ODC, loss_weight=POINT_WEIGHT,
+          size=68_051, licence=ODC,
           notes="split train (card: train 68,051 / validation 1,000); images embedded; "
           "answer_points {x: [...], y: [...]} per question, 0-100 (Molmo2 CoSynPoint)"),
         # --- text ---
@@ -186,20 +184,20 @@ def _specs() -> list[DatasetSpec]:
           "(paper, 3rd-party)", manual=_YT + ", placed as " + _YT_CC),
         d("vixmo3_top_level_captions_min_3", Task.VIDEO_CAPTION, vid, "allenai/Molmo2-Cap",
           media="manual", reader="molmo2_cap", reader_kwargs={"min_score": 3, "max_captions": 4},
-          loss_weight=CAP_WEIGHT, notes="split train only (val is held out); 104k videos / 431k "
+          notes="split train only (val is held out); 104k videos / 431k "
           "clip captions (paper, 3rd-party)",
           manual=_YT + ", placed as " + _YT_CC + " (or youtube_temporal/batch_1, intern/batch_1, "
           "kw_youtube/batch_1 /<video_id>.mp4, or the LLaVA-Video-178K subdirs, as Molmo2)"),
         # --- video pointing ---
         *[d(f"vixmo_points_minmax_{b}", Task.VIDEO_POINTING, vid, "allenai/Molmo2-VideoPoint",
             media="manual", reader="molmo2_video_points",
-            reader_kwargs={"min_count": lo, "max_count": hi}, loss_weight=POINT_WEIGHT,
+            reader_kwargs={"min_count": lo, "max_count": hi},
             configs=VIDEO_POINT_CONFIGS, allow_patterns=(), manual=_VIDEO_POINT_MANUAL,
             notes="8 configs, split train; clips <= 63 s (clip_start/clip_end); times are "
             "clip-relative; YouTube/MammalNet videos manual, generated videos in the repo")
           for b, lo, hi in (("0_5", 0, 5), ("6_25", 6, 25), ("26_60", 26, 60))],
         d("academic_points_clip_63s_2fps", Task.VIDEO_POINTING, vid,
-          "allenai/molmo2-academic-video-points", media="manual", loss_weight=POINT_WEIGHT,
+          "allenai/molmo2-academic-video-points", media="manual",
           reader="academic_video_points", reader_kwargs={"video_dir": VIDEO_ROOT},
           notes="AcademicVideoPoint(use_clips_from_metadata=True, max_points=60, 63 s clips); "
           "split train; times relative to clip_start_time",
@@ -212,8 +210,8 @@ def _specs() -> list[DatasetSpec]:
         kw = dict(kw)
         urls = tuple(FileSpec(u) for u in kw.pop("urls", ()))
         if urls:
-            kw["manual"] += f" (download fetches {', '.join(u.path.rsplit('/', 1)[-1] for u in urls)}" \
-                f" into RAW/http/{name}/)"
+            fetched = ", ".join(u.path.rsplit("/", 1)[-1] for u in urls)
+            kw["manual"] = kw.get("manual", "") + f" (download fetches {fetched} into RAW/http/{name}/)"
         specs.append(d(name, kw.pop("task"), kw.pop("modality"), kw.pop("repo"), urls=urls,
                        **kw))
     for name, (repo, split) in _CAPQA.items():
@@ -226,7 +224,7 @@ def _specs() -> list[DatasetSpec]:
             manual = ""
             if task == "sot_from_bbox":
                 specs.append(d(name, Task.TRACKING, vid, media="manual", reader="molmo2_track",
-                               loss_weight=POINT_WEIGHT, **academic.sot_spec(ds)))
+                               **academic.sot_spec(ds)))
                 continue
             elif ds == "molmo2_video":
                 repo, pat, cfg = "allenai/molmo2-track-instruction", (), (task,)
@@ -244,7 +242,7 @@ def _specs() -> list[DatasetSpec]:
             if name not in {x.name for x in specs}:
                 specs.append(d(name, Task.TRACKING, vid, repo, media="manual", allow_patterns=pat,
                                reader="molmo2_track" if kw else None, reader_kwargs=kw,
-                               configs=cfg, manual=manual, loss_weight=POINT_WEIGHT,
+                               configs=cfg, manual=manual,
                                notes=f"config {task}, split train" if cfg else ""))
     return specs
 

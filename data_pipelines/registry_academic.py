@@ -164,6 +164,8 @@ for _c in ("llava_665k_multi", "nlvr2", "spot-the-diff"):
 
 def _vid(repo: str | None, kw: dict[str, Any], *, reader: str = "video_qa", **spec: Any
          ) -> dict[str, Any]:
+    if spec.get("task", Task.VIDEO_QA) != Task.VIDEO_QA:
+        kw = {**kw, "task": spec["task"]}   # the Examples carry the entry's task
     return _fetch_only_read_files(repo, {"task": Task.VIDEO_QA, "modality": "video",
                                          "repo": repo, "reader": reader, "reader_kwargs": kw,
                                          "media": "manual", "licence": TP, **spec})
@@ -180,10 +182,10 @@ _LLAVA_MANUAL = ("extract every *.tar.gz of the downloaded subset folders in pla
 _TEMPLATE = "What action is being performed?"  # first of Molmo2's label question templates
 
 
-def _segments(home: str, annotations: str, label: str, json_name: str, what: str
-              ) -> dict[str, Any]:
+def _segments(home: str, annotations: str, label: str, json_name: str, what: str,
+              **kw: Any) -> dict[str, Any]:
     """COIN / YouCook2: a `database` JSON of training videos with labelled segments."""
-    return _vid(None, {"segments": annotations, "label": label, "subset": "train",
+    return _vid(None, {"segments": annotations, "label": label, "subset": "train", **kw,
                        "video_template": "{video}", "video_dir": f"{V}/{home}/videos",
                        "video_exts": [".mkv", ".mp4", ".webm"],
                        "table": {"record_path": "database"}},
@@ -206,12 +208,15 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "funqa": _vid("fesvhtr/FunQA",
                   {"parse": "funqa", "video_template": "train_{kind}/{visual_input}",
                    "video_dir": "hf/fesvhtr/FunQA/train",
-                   "where": {"task": ["H1", "C1", "M1", "C4", "C5"]},
-                   "question": "instruction", "answer": "output", "style": OE},
-                  data_files=("FunQA_train.json",), allow_patterns=("FunQA_train.json", "train*"),
+                   "where_not": {"task": ["H1", "C1", "M1", "C4", "C5"]},
+                   "question": "_q", "answer": "_a", "options": "_options", "answer_idx": "_idx",
+                   "mode": "auto", "style": OE, "mc_style": MC},
+                  data_files=("FunQA_train.json", "Funqa_mcqa_v1.json"),
+                  allow_patterns=("FunQA_train.json", "Funqa_mcqa_v1.json", "train*"),
                   manual="unzip the downloaded train.zip in place, so RAW/hf/fesvhtr/FunQA/train/"
                          "train_{humor,creative,magic}/ hold the videos",
-                  notes="open-ended tasks only; the Funqa_mcqa_v1.json MC part is not read"),
+                  notes="open tasks except the timestamp-output ones (H1, C1, M1, C4, C5), plus "
+                        "the MC questions of Funqa_mcqa_v1.json"),
     "camerabench_qa": _vid(
         "allenai/Molmo2-CameraBenchTrain",
         {"video": "video_path", "video_dir": f"{V}/CameraBench/train", "qa_list": "mc_qa_list",
@@ -238,7 +243,8 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
         {"video": "video", "video_dir": V, "qa_list": ["captions", "actor_names"],
          "template": "Describe what the {actor_names} does in this video.",
          "answer": "captions", "style": "video_object_caption"},
-        task=Task.VIDEO_CAPTION, data_files=("hf_dataset/*",),
+        task=Task.VIDEO_CAPTION, data_files=("hf_dataset/*.arrow",),
+        allow_patterns=("hf_dataset/*",),
         manual=f"videos (oops, kinetics700, UVO, OVIS) under RAW/{V}/ at each row's `video`"),
     "cinepile_with_sub": _vid(
         "allenai/Molmo2-cinepile",
@@ -257,30 +263,36 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "countix_oe": _vid(
         "allenai/Molmo2-Countix",
         {"video": "video_path", "video_dir": f"{V}/kinetics/kinetics700",
-         "template": "How many times is the action '{class}' repeated in the video?",
-         "answer": "count", "style": OE, "table": {}}, data_files=("*countix_train_mapped.csv",),
+         "question_table": "class", "question": "_question", "answer": "count", "style": OE},
+        data_files=("**/countix_train_mapped.csv", "**/class_to_question.json"),
         manual=f"Kinetics-700 videos under RAW/{V}/kinetics/kinetics700/ at each row's "
-               "video_path", notes="Molmo2 draws the question from class_to_question.json; "
-                                   "here one fixed wording"),
+               "video_path", notes="question: the first of the class's templates in "
+                                   "class_to_question.json (Molmo2 draws one at random)"),
     "paxion": _vid(
         "allenai/Molmo2-Paxion",
-        {"video": "rel_vid_path", "video_dir": f"{V}/sth-sth-v2/videos",
+        {"parse": "paxion", "video": "_video", "video_dir": V, "start": "_start", "end": "_end",
          "template": "What activity does the video depict?",
-         "options": ["label", "label_action_antonym_clip_text", "_not_sure"],
-         "answer": "label", "mode": "mc", "style": MC, "parse": "paxion"},
-        data_files=("ssv2/antonyms/train_with_rel_path.json",),
-        manual=f"Something-Something v2 videos as RAW/{V}/sth-sth-v2/videos/<rel_vid_path>",
-        notes="SSv2 part only (the Ego4D part needs self-extracted clips); options in the "
-              "upstream order label / antonym / 'Not sure' (upstream shuffles)"),
+         "options": ["_label", "_antonym", "_not_sure"], "answer": "_label", "mode": "mc",
+         "style": MC},
+        data_files=("ssv2/antonyms/train_with_rel_path.json",
+                    "ego4d/egoclip_subset_action_antonyms_train_val_test_split/train.jsonl"),
+        manual=f"Something-Something v2 videos as RAW/{V}/sth-sth-v2/videos/<rel_vid_path>; "
+               f"Ego4D full-scale videos (licence) as RAW/{V}/Ego4d/ego4d_data/v2/full_scale/"
+               "<video_uid>.mp4",
+        notes="SSv2 + Ego4D action antonyms; Ego4D as clips of the full video (Molmo2 prefers "
+              "pre-cut clips); question = first template, options label / antonym / 'Not sure' "
+              "in this order (upstream shuffles both)"),
     "tgif": _vid(
         "allenai/Molmo2-TGIF",
-        {"video_template": "{gif_name}.mp4", "video_dir": f"{V}/TGIF/videos",
-         "options": ["a1", "a2", "a3", "a4", "a5"], "answer_idx": "answer", "answer": None,
-         "mode": "both", "style": OE, "mc_style": MC, "table": {"delimiter": "\t"}},
-        data_files=("Train_action_question.csv", "Train_transition_question.csv"),
-        manual=f"unzip the repo's videos_*.zip into RAW/{V}/TGIF/videos/",
-        notes="action + transition subsets (MC and open); count / frameqa are "
-              "`tgif_frameqa` rows with plain answers (not read here)"),
+        {"parse": "tgif", "video_template": "{gif_name}.mp4", "video_dir": f"{V}/TGIF/videos",
+         "options": ["a1", "a2", "a3", "a4", "a5"], "answer_idx": "answer",
+         "answer": "answer_text", "mode": "both", "style": OE, "mc_style": MC,
+         "table": {"delimiter": "\t"}},
+        data_files=tuple(f"Train_{s}_question.csv" for s in ("action", "transition", "count",
+                                                             "frameqa")),
+        manual=f"TGIF GIFs (github.com/raingo/TGIF-Release) converted to mp4 as RAW/{V}/TGIF/"
+               "videos/<gif_name>.mp4",
+        notes="TGIF(answer_type='all'): action/transition MC + open, count/frameqa open"),
     "tvqa_with_sub": _vid(
         "allenai/Molmo2-TVQA",
         {"video_template": "{vid_name}.mp4", "video_dir": f"{V}/TVQA/videos", "ts": "ts",
@@ -326,12 +338,13 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
                             manual="download all_train.json and train videos from "
                                    "github.com/google-deepmind/perception_test into "
                                    f"RAW/{V}/perception_test/"),
-    "nextqa_mc": _vid(None, {"video_template": "{video}.mp4", "video_dir": f"{V}/NeXTQA/NExTVideo",
+    "nextqa_mc": _vid(None, {"video_template": "{video}.mp4", "video_map": "video",
+                             "video_dir": f"{V}/NeXTQA/NExTVideo-all-videos",
                              "options": ["a0", "a1", "a2", "a3", "a4"], "answer_idx": "answer",
                              "answer": None, "mode": "mc", "style": MC, "table": {}},
-                      data_files=(f"{V}/NeXTQA/train.csv",),
-                      manual=f"NExT-QA train.csv and videos into RAW/{V}/NeXTQA/ (videos as "
-                             "NExTVideo/<video>.mp4; Molmo2 maps ids with map_vid_vidorID.json)"),
+                      data_files=(f"{V}/NeXTQA/train.csv", f"{V}/NeXTQA/map_vid_vidorID.json"),
+                      manual=f"NExT-QA train.csv, map_vid_vidorID.json and the videos into "
+                             f"RAW/{V}/NeXTQA/ (videos as NExTVideo-all-videos/<vidorID>.mp4)"),
     "sutd_trafficqa": _vid(None, {"video": "vid_filename",
                                   "video_dir": f"{V}/SUTD-TrafficQA/compressed_videos",
                                   "question": "q_body",
@@ -350,12 +363,13 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "sportsqa_oe": _vid(None, {"video": "video", "video_dir": f"{V}/SportsQA",
                                "video_exts": [".avi", ".mp4", ".webm"], "style": OE},
                         data_files=(f"{V}/SportsQA/meta-data/train.json",),
-                        manual=f"SportsQA meta-data/train.json and videos into RAW/{V}/SportsQA/"),
+                        urls=("https://ndownloader.figshare.com/files/57448480",),
+                        manual=f"unzip the figshare archive (meta-data/) and place the videos "
+                               f"(.avi/.mp4/.webm at each row's `video`) in RAW/{V}/SportsQA/"),
     "road_text_vqa": _vid(None, {"video": "video", "video_dir": f"{V}/RoadTextVQA/videos",
                                  "style": OE, "table": {"record_path": "data"}},
                           data_files=(f"{V}/RoadTextVQA/train.json",),
-                          manual=f"RoadTextVQA train.json and videos/ into RAW/{V}/RoadTextVQA/ "
-                                 "(file name inferred)"),
+                          manual=f"RoadTextVQA train.json and videos/ into RAW/{V}/RoadTextVQA/"),
     "video_localized_narratives": _vid(
         None, {"video_template": "{video_name}.mp4", "video_dir": f"{V}/oops/oops_video",
                "qa_list": "qa_pairs", "question": "raw_question", "answer": "raw_answer",
@@ -382,18 +396,20 @@ VIDEO_SPECS: dict[str, dict[str, Any]] = {
     "charades_sta_all_qa": _vid(
         None, {"parse": "charades_sta", "video_template": "{video}.mp4",
                "video_dir": f"{V}/Charades/Charades_v1", "start": "start", "end": "end",
-               "template": _TEMPLATE, "answer": "sentence", "style": OE},
+               "template": _TEMPLATE, "answer": "sentence", "style": "charades_sta"},
         data_files=(f"{V}/Charades/charades_sta_train.txt",),
         manual=f"charades_sta_train.txt and Charades_v1 videos into RAW/{V}/Charades/",
-        notes="label questions on each clip (the clip-caption task); start/end grounding "
-              "tasks of task='all' not generated"),
+        notes="CharadesSTA(task='all', qa_format=True): a label question on each clip"),
     "coin_all_qa": _segments("coin", "annotation", "label", "COIN.json",
-                             "COIN.json and videos (github.com/coin-dataset/annotations)"),
+                             "COIN.json and videos (github.com/coin-dataset/annotations)",
+                             label_style="coin_label"),
     "youcook2_all_qa": _segments("youcook2", "annotations", "sentence",
                                  "youcookii_annotations_trainval.json",
-                                 "YouCook2 annotations json and videos"),
+                                 "YouCook2 annotations json and videos",
+                                 label_style="youcook2_label", sentence=True,
+                                 start_end_style="video_clip_short_caption_start_end"),
     "activitynet_all_qa": _vid(
-        None, {"segments": "annotations", "label": "label",
+        None, {"segments": "annotations", "label": "label", "label_style": "activitynet_label",
                "video_dir": f"{V}/ActivityNet/all-videos", "table": {"record_path": "database"}},
         reader="video_segments",
         data_files=(f"{V}/ActivityNet/activity_net.v1-3.min.json",

@@ -123,10 +123,6 @@ class Box:
     image: int = 0
     time: float | None = None
 
-    @property
-    def center(self) -> tuple[float, float]:
-        return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
-
 
 @dataclasses.dataclass
 class Track:

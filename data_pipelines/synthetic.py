@@ -24,10 +24,11 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines import media
-from molmo2_jax.processing import formats
 from data_pipelines.packing import MediaField
 from data_pipelines.schema import (Box, Conversation, Example, ImageRef, Message, Points, Task,
                                    Track, VideoRef)
+from molmo2_jax.processing import formats
+from molmo2_jax.processing.chat import branch_positions, branch_weights, loss_weighting
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (30, 160, 60), "blue": (40, 80, 220), "yellow": (235, 195, 20)}
@@ -204,25 +205,23 @@ class SyntheticSource:
         centres = [s.centre(cfg) for s in shapes[:k]]
         return shapes, label, centres
 
-    def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
-        k = int(rng.integers(1, cfg.max_count + 1))
+    def _points_example(self, rng: np.random.Generator, cfg: SyntheticConfig, k: int, style: str) -> Example:
+        """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
         shapes, label, centres = self._targets_scene(rng, cfg, k)
-        conv = Conversation([Message("user", f"Point to the {label}."),
-                             Message("assistant", formats.format_points([(1, centres)], label))],
-                            style="pointing")
+        if style == "pointing":
+            question, answer = f"Point to the {label}.", formats.format_points([(1, centres)], label)
+        else:
+            question, answer = f"How many {label} are there?", formats.format_count([(1, centres)], label)
+        conv = Conversation([Message("user", question), Message("assistant", answer)], style=style)
         return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
 
+    def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
+        return self._points_example(rng, cfg, int(rng.integers(1, cfg.max_count + 1)), "pointing")
+
     def _counting(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
-        k = int(rng.integers(0, cfg.max_count + 1))
-        shapes, label, centres = self._targets_scene(rng, cfg, k)
-        conv = Conversation([Message("user", f"How many {label} are there?"),
-                             Message("assistant", formats.format_count([(1, centres)], label))],
-                            style="point_count")
-        return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
-                       points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
-                       count=k)
+        return self._points_example(rng, cfg, int(rng.integers(0, cfg.max_count + 1)), "point_count")
 
     @staticmethod
     def _vqa(rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
@@ -338,8 +337,8 @@ class ByteLevelEncoder:
     Tokens: UTF-8 bytes (+16) and a few specials; BOS, then the media tokens (shared prefix,
     branch -1), then one branch per conversation (message tree) with position_ids continuing
     after the prefix. target_ids[t] is the next token of the same branch (-1 at a span's end);
-    loss_weights is 1
-    (or `meta['loss_weight']`) where the target is an assistant byte or its EOS.
+    loss_weights follow `chat.loss_weighting` (the demo's synthetic mixture: 1) where the target is an
+    assistant byte or its EOS.
     Images: a global and a centre crop of `crop_px` squares in `patch_px` patches (16 x 48
     values), 2x2 pooling -> 8 `<im_patch>` tokens. Video frames: one crop each, 3x3 pooling
     over the 4x4 patch grid (-1 padded) -> 4 tokens per frame.
@@ -347,6 +346,7 @@ class ByteLevelEncoder:
 
     crop_px: int = 16
     patch_px: int = 4
+    mixture: str = "synthetic"
 
     @property
     def crop_shape(self) -> tuple[int, int]:
@@ -407,18 +407,19 @@ class ByteLevelEncoder:
     def __call__(self, ex: Example) -> dict[str, np.ndarray]:
         prefix, out = self._media(ex)
         prefix = [EOS] + prefix  # BOS = EOS, as in Molmo2
-        weight = float(ex.meta.get("loss_weight", 1.0))
-        ids, targets, weights, branches, positions = [], [], [], [], []
+        rule = loss_weighting(ex.task, ex.source, self.mixture)
+        ids, targets, weights, branches = [], [], [], []
 
-        def add(tokens: list[int], is_loss: list[bool], branch: int, start: int) -> None:
+        def add(tokens: list[int], is_loss: list[bool], branch: int) -> None:
             """One span; weights[t] scores predicting tokens[t + 1] (targets already shifted)."""
             ids.extend(tokens)
             targets.extend(tokens[1:] + [-1])  # -1: no target
-            weights.extend([weight * x for x in is_loss[1:]] + [0.0])
+            mask = [float(x) for x in is_loss[1:]]
+            w = branch_weights(mask, rule, len(ex.conversations)) if branch >= 0 and any(mask) else mask
+            weights.extend([float(x) for x in w] + [0.0])
             branches.extend([branch] * len(tokens))
-            positions.extend(range(start, start + len(tokens)))
 
-        add(prefix, [False] * len(prefix), -1, 0)
+        add(prefix, [False] * len(prefix), -1)
         for k, conv in enumerate(ex.conversations):
             tokens, is_loss = [], []
             for m in conv.messages:
@@ -426,12 +427,12 @@ class ByteLevelEncoder:
                 text = self._bytes(m.content) + ([EOS] if assistant else [])
                 tokens += [ASSISTANT if assistant else USER] + text
                 is_loss += [False] + [assistant] * len(text)
-            add(tokens, is_loss, k, len(prefix))
+            add(tokens, is_loss, k)
         out["input_ids"] = np.asarray(ids, np.int32)                 # [T]
         out["target_ids"] = np.asarray(targets, np.int32)            # [T]
         out["loss_weights"] = np.asarray(weights, np.float32)        # [T]
         out["branch_ids"] = np.asarray(branches, np.int32)           # [T]
-        out["position_ids"] = np.asarray(positions, np.int32)        # [T]
+        out["position_ids"] = branch_positions(out["branch_ids"])   # [T]
         out["mm_token_type_ids"] = np.isin(out["input_ids"], MM_TOKENS).astype(np.int32)
         return out
 

@@ -26,6 +26,7 @@ import grain
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from data_pipelines import readers, registry, synthetic
+from data_pipelines.readers import tables
 from data_pipelines.schema import Example, serialize
 
 log = logging.getLogger(__name__)
@@ -107,14 +108,14 @@ def prepare(name: str, raw: str, root: str, examples_per_shard: int = 10_000) ->
     if spec.reader is None:
         raise ValueError(f"dataset {name!r} has no reader yet (registry reader=None); write one "
                          "in data_pipelines/readers/ and register it in readers.READERS")
-    if spec.repo is None:
-        raise ValueError(f"dataset {name!r} has no HF repo to read from; see its notes: "
-                         f"{spec.notes}")
-    files = readers.dataset_files(spec, raw)
+    if spec.repo is None and not spec.data_files:
+        raise ValueError(f"dataset {name!r} has no HF repo or data_files to read from; see its "
+                         f"notes: {spec.notes}")
+    files = tables.table_files(spec, raw)
     if not files:
-        raise FileNotFoundError(f"no {spec.split or ''} data files of {spec.origin} under "
-                                f"{os.path.join(raw, 'hf', spec.repo)}; download it with "
-                                f"`python -m data_pipelines.download --only {name} --out {raw}`")
+        where = os.path.join(raw, "hf", spec.repo) if spec.repo else raw
+        how = spec.manual or f"`python -m data_pipelines.download --only {name} --out {raw}`"
+        raise FileNotFoundError(f"no data files of {spec.origin} under {where}: {how}")
     counts: dict[str, int] = {}
     examples = readers.read(spec.reader, files, media_root=raw, source=name, skipped=counts,
                             exclude_urls=readers.held_out_urls(spec, raw), **spec.reader_kwargs)

@@ -21,7 +21,7 @@ from molmo2_jax.checkpoints import hf
 from molmo2_jax.checkpoints.orbax_io import abstract_model, load_params, save_params
 from molmo2_jax.checkpoints.safetensors_io import SafetensorsDir, save_sharded
 from molmo2_jax.model import Molmo2
-from molmo2_jax.model_config import (ConnectorConfig, Molmo2Config, _feature_block, _special_ids,
+from molmo2_jax.model_config import (ConnectorConfig, Molmo2Config, Molmo2TokenIds, _feature_block,
                                      config_from_hf, vit_config_from_hf)
 from molmo2_jax.sharding import create_sharded, make_mesh
 
@@ -114,7 +114,7 @@ def fresh_config(qwen3_dir: str, siglip_dir: str, vit_layers=(-3, -9),
     conn = ConnectorConfig(feature_layers=blocks, hidden_size=vit.hidden_size, num_heads=vit.num_heads,
                            head_dim=vit.head_dim, intermediate_size=text.intermediate_size,
                            text_hidden_size=text.hidden_size)
-    return Molmo2Config(vit=vit, connector=conn, text=text, **_special_ids(text.vocab_size))
+    return Molmo2Config(vit=vit, connector=conn, text=text, token_ids=Molmo2TokenIds.at(text.vocab_size))
 
 
 def fresh_from_qwen3_siglip(qwen3_dir: str, siglip_dir: str, *, vit_layers=(-3, -9), seed: int = 0,
@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh connector")
     args = p.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"error: --out {args.out} is a file; pass a directory (it is created if missing)", file=sys.stderr)
+        return 2
     try:
         if args.to_hf:
             if not args.checkpoint:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from molmo2_jax.model_config import Molmo2Config, preset
+from molmo2_jax.model_config import Molmo2Config, Molmo2TokenIds, preset
 from molmo2_jax.processing.images import ImageConfig
 from molmo2_jax.processing.processor import Molmo2Processor
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds, SentencePieceTokenizer, load_tokenizer, train_sentencepiece
+from molmo2_jax.processing.tokenizer import SentencePieceTokenizer, load_tokenizer, train_sentencepiece
 from molmo2_jax.processing.video import VideoConfig
 
 
@@ -38,7 +38,15 @@ def demo_tokenizer(config, workdir: str) -> SentencePieceTokenizer:
 
 
 def make_processor(config, workdir: str) -> Molmo2Processor:
-    """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones."""
+    """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones.
+
+    Fine-tuning on your JSONL (`init.checkpoint` with a saved processor or HF tokenizer) keeps the checkpoint's.
+    """
+    init = config.init.checkpoint
+    saved = ("processor.json", "tokenizer.json")
+    if config.data.mixture == "jsonl" and init and any(os.path.exists(os.path.join(init, f)) for f in saved):
+        keep_tokenizer_file(init, workdir)
+        return Molmo2Processor.load(init)
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
         vit = preset("tiny").vit
@@ -52,13 +60,21 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
                            VideoConfig(max_frames=max(config.data.max_frames, 1)))
 
 
+def keep_tokenizer_file(checkpoint: str, workdir: str) -> None:
+    """Copy a checkpoint's SentencePiece file to `workdir/tokenizer.model`, so the run's model/ carries it."""
+    import json
+    import shutil
+
+    path = os.path.join(checkpoint, "processor.json")
+    name = json.load(open(path)).get("tokenizer") if os.path.exists(path) else None
+    if name and name.endswith(".model"):
+        os.makedirs(workdir, exist_ok=True)
+        shutil.copy(os.path.join(checkpoint, name), os.path.join(workdir, "tokenizer.model"))
+
+
 def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
     """A model config whose vocabulary ends where the tokenizer's Molmo2 tokens start, using their ids."""
-    text = dataclasses.replace(cfg.text, vocab_size=ids.image_start)
-    return cfg.replace(text=text, image_start_token_id=ids.image_start, image_end_token_id=ids.image_end,
-                       image_patch_id=ids.image_patch, image_col_token_id=ids.image_col,
-                       low_res_image_start_token_id=ids.low_res_image_start, image_low_token_id=ids.image_low_res,
-                       frame_start_token_id=ids.frame_start, frame_end_token_id=ids.frame_end)
+    return cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=ids.image_start), token_ids=ids)
 
 
 def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
@@ -77,7 +93,6 @@ def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config
     if config.data.max_frames:
         media.append(MediaField.video(config.data.max_frames, crop))
     fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
-    fields.pop("loss_mask", None)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
 
@@ -90,7 +105,11 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
 
     from molmo2_jax.processing.encode import ExampleEncoder
 
-    encoder = ExampleEncoder(processor, pretraining=config.data.mixture in ("stage1", "synthetic"))
+    encoder = ExampleEncoder(processor, mixture=config.data.mixture,
+                             system_prompt=config.data.get("system_prompt", ""),
+                             high_res_datasets=frozenset(config.data.get("high_res_datasets", ())),
+                             p_high_res=config.data.get("p_high_res", 0.0),
+                             high_res_max_crops=config.data.get("high_res_max_crops", 24))
     spec = pack_spec(config, processor, model_cfg)
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")
@@ -106,6 +125,11 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
         sources = synthetic_sources(config.data.num_examples, seed=config.seed, config=synthetic_config(config),
                                     tasks=tasks)
         return build_pipeline(sources, weights, encoder, spec, local_batch, **kw)
+    if config.data.mixture == "jsonl":  # your own data (configs/finetune.py), checked line by line first
+        from data_pipelines.readers.user_jsonl import load_user_data
+
+        examples = load_user_data(config.data.path, config.data.get("skip_bad", False))
+        return build_pipeline({"user_jsonl": examples}, {"user_jsonl": 1.0}, encoder, spec, local_batch, **kw)
     if not config.data.path:
         raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
                          "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "

@@ -27,6 +27,7 @@ import numpy as np
 
 from data_pipelines.schema import BadSample
 
+from molmo2_jax.eval import metrics
 from molmo2_jax.eval.pointing import PointTarget, pointing_counts, precision_recall_f1
 from molmo2_jax.eval.vqa import counting_accuracy, vqa_accuracy
 from molmo2_jax.generation import generate
@@ -72,28 +73,35 @@ def score(example, text: str, width: int, height: int) -> dict[str, Any]:
         boxes = np.asarray([[b.x0 * width, b.y0 * height, b.x1 * width, b.y1 * height]
                             for b in target_boxes(example)], np.float32).reshape(-1, 4)
         tp, n_pred, n_gt = pointing_counts(pred, PointTarget(boxes=boxes))
-        rec.update(points=pts, tp=tp, n_pred=n_pred, n_gt=n_gt)
+        rec.update(points=pts, boxes=boxes.tolist(), tp=tp, n_pred=n_pred, n_gt=n_gt)
     elif example.task == "counting":
         rec.update(count=parse_count(text), target=example.count,
                    correct=counting_accuracy(text, example.count))
     elif example.task == "vqa":
-        rec.update(correct=vqa_accuracy(text, example.conversations[0].messages[1].content))
+        answer = example.conversations[0].messages[1].content
+        rec.update(answer=answer, correct=vqa_accuracy(text, answer))
     return rec
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Dataset-level scores: pointing micro P/R/F1, counting and VQA accuracy."""
+    """Dataset-level scores of `score` records through `eval.metrics.summarize`: pointing micro P/R/F1,
+    counting and VQA accuracy."""
     out: dict[str, float] = {}
     pointing = [r for r in records if r["task"] == "pointing"]
     if pointing:
-        p, r, f1 = precision_recall_f1(sum(x["tp"] for x in pointing), sum(x["n_pred"] for x in pointing),
-                                       sum(x["n_gt"] for x in pointing))
-        out.update(pointing_precision=p, pointing_recall=r, pointing_f1=f1, pointing_n=len(pointing))
-    for task in ("counting", "vqa"):
-        rs = [r for r in records if r["task"] == task]
-        if rs:
-            out[f"{task}_accuracy"] = float(np.mean([r["correct"] for r in rs]))
-            out[f"{task}_n"] = len(rs)
+        preds = [np.asarray([[p["x"], p["y"]] for p in r["points"]], np.float32).reshape(-1, 2) for r in pointing]
+        targets = [PointTarget(boxes=np.asarray(r["boxes"], np.float32).reshape(-1, 4)) for r in pointing]
+        m = metrics.summarize("pointing", preds, targets)
+        out.update(pointing_precision=m["precision_micro"], pointing_recall=m["recall_micro"],
+                   pointing_f1=m["f1_micro"], pointing_n=len(pointing))
+    counting = [r for r in records if r["task"] == "counting"]
+    if counting:
+        m = metrics.summarize("counting", [r["prediction"] for r in counting], [r["target"] for r in counting])
+        out.update(counting_accuracy=m["counting_accuracy"], counting_n=len(counting))
+    vqa = [r for r in records if r["task"] == "vqa"]
+    if vqa:
+        m = metrics.summarize("vqa", [r["prediction"] for r in vqa], [r["answer"] for r in vqa])
+        out.update(vqa_accuracy=m["vqa_accuracy"], vqa_n=len(vqa))
     return out
 
 
@@ -120,18 +128,24 @@ def synthetic_eval_examples(config, n: int) -> list:
 
 
 def draw_predictions(examples: Sequence, records: Sequence[dict], path: str, n: int = 8) -> None:
-    """A PNG grid of pointing predictions (points drawn on the held-out images)."""
+    """A PNG grid of pointing answers: prompt, predicted points (hit / miss) and the ground-truth boxes."""
     from PIL import Image
 
-    from molmo2_jax.visualize import draw_points, grid
+    from molmo2_jax.eval.pointing import match_points
+    from molmo2_jax.visualize import draw_prediction_panel, grid
 
     tiles = []
     for ex, rec in zip(examples, records):
         if rec["task"] == "pointing" and len(tiles) < n:
-            im = Image.fromarray(_image(ex)).resize((192, 192), Image.NEAREST)
-            scale = 192 / _image(ex).shape[1]
-            pts = [dict(p, x=p["x"] * scale, y=p["y"] * scale) for p in rec["points"]]
-            tiles.append(draw_points(im, pts, radius=5))
+            pixels = _image(ex)
+            h, w = pixels.shape[:2]
+            boxes = [(b.x0 * w, b.y0 * h, b.x1 * w, b.y1 * h) for b in target_boxes(ex)]
+            pred = [(float(p["x"]), float(p["y"])) for p in rec["points"]]
+            matched, _ = match_points(np.asarray(pred, np.float32).reshape(-1, 2),
+                                      PointTarget(boxes=np.asarray(boxes, np.float32).reshape(-1, 4)))
+            hits = [i in set(matched.tolist()) for i in range(len(pred))]
+            prompt = ex.conversations[0].messages[0].content
+            tiles.append(draw_prediction_panel(Image.fromarray(pixels), prompt, pred, boxes, hits, size=192))
     if tiles:
         grid(tiles, columns=4).save(path)
 
@@ -165,14 +179,14 @@ def evaluate_during_training(config, model, processor, workdir: str, step: int) 
     out = os.path.join(workdir, "eval", str(step))
     names = list(config.data.get("eval_benchmarks", ()) or ())
     if names:
-        summary, missing = evaluate_benchmarks(
-            model, processor, expand_names(names), out, raw=config.data.get("eval_raw") or None,
-            limit=config.data.get("eval_examples", 32), max_new_tokens=config.data.get("eval_max_new_tokens"),
-            progress=False)
+        tasks, missing = load_benchmarks(expand_names(names), raw=config.data.get("eval_raw") or None,
+                                         limit=config.data.get("eval_examples", 32),
+                                         max_new_tokens=config.data.get("eval_max_new_tokens"))
+        summary = evaluate_benchmarks(model, processor, tasks, out, progress=False)
         for m in missing:
             print(f"eval step {step}: skipped {m}", file=sys.stderr)
         return {f"eval/{name}/{k}": float(v) for name, s in summary.items() for k, v in s.items()
-                if k in ("score", "n")}
+                if k in ("score", "n") and v == v}  # a NaN score (no example scored) is not logged
     examples = synthetic_eval_examples(config, config.data.get("eval_examples", 32) // 2)
     summary, records = evaluate_examples(model, processor, examples, config.data.get("eval_max_new_tokens", 96))
     summary.update(chance_baseline(examples))
@@ -212,7 +226,7 @@ def expand_names(names: Sequence[str]) -> list[str]:
 def load_benchmark(name: str, raw: str | None, prepared: str | None, limit: int | None = None,
                    max_new_tokens: int | None = None):
     """A `runner.BenchmarkRun` from prepared shards (if there) or the raw download; MissingBenchmark if neither."""
-    from data_pipelines import benchmarks, readers, writer
+    from data_pipelines import benchmarks, readers
     from data_pipelines.readers.eval_sets import read_benchmark_rows
 
     from molmo2_jax.eval.runner import BenchmarkRun, iter_prepared, take
@@ -241,7 +255,6 @@ def load_benchmark(name: str, raw: str | None, prepared: str | None, limit: int 
     if not examples:
         raise MissingBenchmark(f"{name}: no usable example under {root} (skipped: {skipped}); "
                                f"{bench.instructions}")
-    del writer
     return BenchmarkRun(spec.name, bench.metric, examples, budget, raw, skipped)
 
 
@@ -261,25 +274,29 @@ def released_model_name(checkpoint: str) -> str | None:
     return next((names[c.lower()] for c in candidates if c.lower() in names), None)
 
 
-def evaluate_benchmarks(model, processor, names: Sequence[str], out_dir: str, *, raw: str | None = None,
-                        prepared: str | None = None, limit: int | None = None, batch_size: int = 8,
-                        max_new_tokens: int | None = None, progress: bool = True,
-                        model_name: str | None = None) -> tuple[dict, list[str]]:
-    """Run benchmarks; returns (summary, messages for the ones that could not run). Writes the three outputs."""
-    from data_pipelines import benchmarks
-
-    from molmo2_jax.eval.runner import markdown_table, run_tasks, write_summary
-
+def load_benchmarks(names: Sequence[str], raw: str | None = None, prepared: str | None = None,
+                    limit: int | None = None, max_new_tokens: int | None = None) -> tuple[list, list[str]]:
+    """(runnable `BenchmarkRun`s, one message per benchmark whose files are missing, saying what to do)."""
     tasks, missing = [], []
     for name in names:
         try:
             tasks.append(load_benchmark(name, raw, prepared, limit, max_new_tokens))
         except (MissingBenchmark, FileNotFoundError) as e:
             missing.append(str(e))
+    return tasks, missing
+
+
+def evaluate_benchmarks(model, processor, tasks: Sequence, out_dir: str, *, batch_size: int = 8,
+                        progress: bool = True, model_name: str | None = None) -> dict:
+    """Answer and score `tasks`; writes summary.json, predictions.jsonl and results.md; returns the summary."""
+    from data_pipelines import benchmarks
+
+    from molmo2_jax.eval.runner import markdown_table, run_tasks, write_summary
+
     summary = run_tasks(model, processor, tasks, out_dir, batch_size=batch_size, progress=progress)
     published = benchmarks.PUBLISHED.get(model_name) if model_name else None
     write_summary(out_dir, summary, markdown_table(summary, published, model_name, benchmarks.PUBLISHED_SOURCE))
-    return summary, missing
+    return summary
 
 
 def _prepared_examples(root: str, name: str, limit: int, skipped: dict[str, int]) -> list:
@@ -340,17 +357,20 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"unknown dataset(s) {unknown}: not a benchmark ({sorted(benchmarks.BENCHMARKS)}), "
                              f"family ({list(benchmarks.FAMILIES)}) or dataset prepared under {prepared}")
+        tasks, missing = load_benchmarks(bench_names, args.raw, prepared, args.num_examples, args.max_new_tokens)
+        for m in missing:
+            print(f"skipped {m}", file=sys.stderr)
+        if bench_names and not tasks and not other:
+            raise FileNotFoundError("no benchmark could run (see the skipped lines above)")
         model, processor = molmo2_jax.load(args.checkpoint)
         if processor is None:
             raise FileNotFoundError(f"{args.checkpoint} has no tokenizer/processor files")
         out = args.out or os.path.join(args.checkpoint, "eval")
         summary: dict = {}
-        missing: list[str] = []
-        if bench_names:
-            summary, missing = evaluate_benchmarks(
-                model, processor, bench_names, out, raw=args.raw, prepared=prepared, limit=args.num_examples,
-                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
-                model_name=released_model_name(args.checkpoint))
+        if tasks:
+            summary = evaluate_benchmarks(model, processor, tasks, out, batch_size=args.batch_size,
+                                          progress=not args.no_progress,
+                                          model_name=released_model_name(args.checkpoint))
         if other:
             examples, skipped = [], {}
             for name in other:
@@ -361,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             scores, records = evaluate_examples(model, processor, examples, args.max_new_tokens or 48)
             if skipped:
                 scores["skipped"] = skipped
-            if bench_names:  # keep the benchmark outputs; canonical-task scores go beside them
+            if tasks:  # keep the benchmark outputs; canonical-task scores go beside them
                 summary["canonical"] = scores
                 write_outputs(os.path.join(out, "canonical"), scores, records)
             else:
@@ -369,11 +389,6 @@ def main(argv: list[str] | None = None) -> int:
                 write_outputs(out, scores, records)
     except (FileNotFoundError, ValueError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    for m in missing:
-        print(f"skipped {m}", file=sys.stderr)
-    if bench_names and not any(n in summary for n in bench_names) and not other:
-        print("error: no benchmark could run (see the skipped lines above)", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2, default=float))
     return 0

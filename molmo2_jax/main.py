@@ -52,6 +52,10 @@ def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     schedules = train.learning_rate_schedules(lrs, warmup, config.total_steps, config.lr_final_fraction)
     tx = train.make_optimizer(schedules, weight_decay=config.weight_decay, clip=config.grad_clip,
                               max_consecutive_nonfinite=config.max_consecutive_nonfinite)
+    if config.get("lora") is not None:  # configs/finetune.py: adapters only, or the components not frozen
+        from molmo2_jax.lora import trainable
+
+        return nnx.Optimizer(model, tx, wrt=trainable(config)), schedules
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
 
 
@@ -106,7 +110,7 @@ def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None
     Works on abstract shapes only (no weights are allocated or read), so stage configs can be checked
     on a laptop with fake devices (`./launch.sh --cpu 8 configs/stage1.py --inspect`).
     """
-    from molmo2_jax.sharding import logical_to_spec
+    from molmo2_jax.sharding import variable_sharding
 
     dtype = DTYPES[config.dtype]
     print(config)
@@ -128,12 +132,9 @@ def inspect(config, model_cfg, mesh, data_fn, compile_step: bool = True) -> None
         for path, var in nnx.to_flat_state(state):
             if not hasattr(var.get_raw_value(), "shape"):
                 continue  # optax placeholders (masked-out / empty states)
-            meta = var.get_metadata() if hasattr(var, "get_metadata") else {}
-            axes = meta.get("logical_axes") or (None,) * len(var.shape)
-            spec = logical_to_spec(axes, var.shape, mesh)
-            split = int(np.prod([mesh.shape[a] for s_ in spec if s_ for a in ((s_,) if isinstance(s_, str) else s_)]))
-            total += int(np.prod(var.shape)) * np.dtype(var.dtype).itemsize // split
-            rows.append((".".join(map(str, path)), tuple(var.shape), spec))
+            sharding = variable_sharding(var, mesh)  # the rules table, as create_sharded lays it out
+            total += int(np.prod(sharding.shard_shape(var.shape))) * np.dtype(var.dtype).itemsize
+            rows.append((".".join(map(str, path)), tuple(var.shape), sharding.spec))
         return total, rows
 
     param_bytes, rows = per_device_bytes(nnx.state(model, nnx.Param))
@@ -237,9 +238,15 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
         return {}
     with jax.set_mesh(mesh):
         model = build_model(config, mesh, model_cfg)
-        optimizer, schedules = build_optimizer(config, model)
     data = make_train_data(config, processor, model.cfg, jax.process_index(), jax.process_count())
-    ckpt = CheckpointIO(workdir, config)
+    lora = config.get("lora") is not None and config.lora.rank > 0  # configs/finetune.py
+    with jax.set_mesh(mesh):
+        if lora:
+            from molmo2_jax.lora import lora_from_config
+
+            model = lora_from_config(config, model, data)
+        optimizer, schedules = build_optimizer(config, model)
+    ckpt = CheckpointIO(workdir, config, model_filter=nnx.LoRAParam if lora else ...)  # LoRA: adapters only
     iterator = iter(data)
     start = ckpt.restore_latest(model, optimizer, iterator)
     if start is not None:
@@ -330,6 +337,11 @@ def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
 
+    if hasattr(model, "lora_scale"):  # LoRA: the adapters alone, then W + A·B·alpha/rank
+        from molmo2_jax.lora import merge_lora, save_adapters
+
+        save_adapters(os.path.join(os.path.dirname(path), "adapters"), model)
+        model = merge_lora(model)
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")
@@ -356,7 +368,7 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_mask", "loss_weights", "branch_ids", "mm_token_type_ids",
+_MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_weights", "branch_ids", "mm_token_type_ids",
                "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
                "video_token_pooling", "pixel_values_segment_ids", "pixel_values_videos_segment_ids")
 
@@ -375,9 +387,13 @@ def main(argv):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, DataError) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # a failed async save leaves Orbax tasks that would log tracebacks below the error at exit
     return 0
 
 

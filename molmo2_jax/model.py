@@ -16,13 +16,6 @@ from molmo2_jax.sharding import constrain
 from molmo2_jax.vit import VisionTransformer
 
 
-def vision_token_ids(cfg: Molmo2Config) -> tuple[int, ...]:
-    """Tokens that take part in the bidirectional vision block (mm_token_type_ids == 1)."""
-    return (cfg.image_patch_id, cfg.image_col_token_id, cfg.image_start_token_id, cfg.image_end_token_id,
-            cfg.low_res_image_start_token_id, cfg.image_low_token_id, cfg.frame_start_token_id,
-            cfg.frame_end_token_id)
-
-
 def merge_visual_inputs(pixel_values=None, image_token_pooling=None, pixel_values_videos=None,
                         video_token_pooling=None):
     """Images then videos as one crop stack and one pooling table (narrower windows padded with -1)."""
@@ -78,7 +71,7 @@ class Molmo2(nnx.Module):
         x = self.language_model.embed(input_ids)
         if pixels is not None:
             vecs, valid = self.image_features(pixels, pooling)
-            x = add_image_features(x, input_ids == self.cfg.image_patch_id, vecs, valid)
+            x = add_image_features(x, input_ids == self.cfg.token_ids.image_patch, vecs, valid)
         return x
 
     def mask_info(self, input_ids, mm_token_type_ids=None, attention_mask=None, position_ids=None,
@@ -90,7 +83,7 @@ class Molmo2(nnx.Module):
         if position_ids is None:
             position_ids = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
         if mm_token_type_ids is None:
-            vision = jnp.isin(input_ids, jnp.asarray(vision_token_ids(self.cfg)))
+            vision = jnp.isin(input_ids, jnp.asarray(self.cfg.token_ids.vision_ids))
         else:
             vision = mm_token_type_ids == 1
         branch = None if branch_ids is None else branch_ids.astype(jnp.int32)

@@ -72,6 +72,71 @@ class TextConfig:
         return self.vocab_size + self.additional_vocab_size
 
 
+# Molmo2's multimodal tokens, in id order from the first extra-vocabulary row (151936 in the real model).
+MOLMO2_TOKENS = (
+    "<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<low_res_im_start>", "<|image|>",
+    "<im_low>", "<frame_start>", "<frame_end>", "<|video|>",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Molmo2TokenIds:
+    """Molmo2's special token ids: the ten multimodal ones (in `MOLMO2_TOKENS` order) and the chat ones.
+
+    The model reads the vision ids (`image_patch` rows get features, `vision_ids` form the
+    bidirectional block); the processor writes all of them. Defaults: the real Qwen3-based vocabulary.
+    """
+
+    image_start: int = 151936
+    image_end: int = 151937
+    image_patch: int = 151938
+    image_col: int = 151939
+    low_res_image_start: int = 151940
+    image_prompt: int = 151941
+    image_low_res: int = 151942
+    frame_start: int = 151943
+    frame_end: int = 151944
+    video_prompt: int = 151945
+    bos: int = 151645
+    eos: int = 151645
+    pad: int = 151643
+
+    @classmethod
+    def at(cls, base: int, bos: int = 151645, eos: int = 151645, pad: int = 151643) -> "Molmo2TokenIds":
+        """Molmo2's ten multimodal tokens laid out from `base` in the standard order."""
+        return cls(*range(base, base + len(MOLMO2_TOKENS)), bos=bos, eos=eos, pad=pad)
+
+    @classmethod
+    def from_tokenizer(cls, tok: Any) -> "Molmo2TokenIds":
+        """Look every Molmo2 special token up by name in a `processing.tokenizer.Tokenizer`."""
+        ids = [tok.token_id(t) for t in MOLMO2_TOKENS]
+        return cls(*ids, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id)
+
+    @property
+    def vision_ids(self) -> tuple[int, ...]:
+        """Tokens with mm_token_type_id 1 (image/frame structure and patches, not the prompts), in id order."""
+        return (self.image_start, self.image_end, self.image_patch, self.image_col, self.low_res_image_start,
+                self.image_low_res, self.frame_start, self.frame_end)
+
+
+# Molmo2Config fields before the ids were one Molmo2TokenIds (configs saved by older checkpoints).
+_LEGACY_ID_FIELDS = {
+    "image_start_token_id": "image_start", "image_end_token_id": "image_end", "image_patch_id": "image_patch",
+    "image_col_token_id": "image_col", "low_res_image_start_token_id": "low_res_image_start",
+    "image_low_token_id": "image_low_res", "frame_start_token_id": "frame_start", "frame_end_token_id": "frame_end",
+}
+
+
+def token_ids_from_fields(fields: dict[str, Any]) -> Molmo2TokenIds:
+    """Molmo2TokenIds from HF-style `*_token_id` fields (HF config.json, older saved configs).
+
+    Ids the fields do not name are laid out from `image_start_token_id` (default 151936).
+    """
+    base = Molmo2TokenIds.at(int(fields.get("image_start_token_id", Molmo2TokenIds.image_start)))
+    return dataclasses.replace(base, **{ours: int(fields[hf]) for hf, ours in _LEGACY_ID_FIELDS.items()
+                                        if hf in fields})
+
+
 @dataclasses.dataclass(frozen=True)
 class Molmo2Config:
     """The whole Molmo2 network: ViT, connector, Qwen3 decoder and the special token ids it reads."""
@@ -79,14 +144,7 @@ class Molmo2Config:
     vit: VitConfig = VitConfig()
     connector: ConnectorConfig = ConnectorConfig()
     text: TextConfig = TextConfig()
-    image_patch_id: int = 151938
-    image_start_token_id: int = 151936
-    image_end_token_id: int = 151937
-    image_col_token_id: int = 151939
-    low_res_image_start_token_id: int = 151940
-    image_low_token_id: int = 151942
-    frame_start_token_id: int = 151943
-    frame_end_token_id: int = 151944
+    token_ids: Molmo2TokenIds = Molmo2TokenIds()
 
     def replace(self, **kw: Any) -> "Molmo2Config":
         return dataclasses.replace(self, **kw)
@@ -100,7 +158,9 @@ class Molmo2Config:
         vit = _tupled(VitConfig, d.pop("vit"))
         conn = _tupled(ConnectorConfig, d.pop("connector"))
         text = _tupled(TextConfig, d.pop("text"))
-        return cls(vit=vit, connector=conn, text=text, **d)
+        legacy = {k: d.pop(k) for k in list(d) if k in _LEGACY_ID_FIELDS}
+        ids = _tupled(Molmo2TokenIds, d.pop("token_ids")) if "token_ids" in d else token_ids_from_fields(legacy)
+        return cls(vit=vit, connector=conn, text=text, token_ids=ids, **d)
 
     def save(self, path: str) -> None:
         with open(path, "w") as f:
@@ -155,16 +215,7 @@ def tiny() -> Molmo2Config:
         connector=ConnectorConfig(feature_layers=(1, 0), hidden_size=64, num_heads=4, head_dim=16,
                                   intermediate_size=192, text_hidden_size=96),
         text=text,
-        **_special_ids(512),
-    )
-
-
-def _special_ids(base: int) -> dict[str, int]:
-    """Molmo2's image/video token ids, laid out from the first extra-vocabulary row."""
-    return dict(
-        image_start_token_id=base, image_end_token_id=base + 1, image_patch_id=base + 2,
-        image_col_token_id=base + 3, low_res_image_start_token_id=base + 4,
-        image_low_token_id=base + 6, frame_start_token_id=base + 7, frame_end_token_id=base + 8,
+        token_ids=Molmo2TokenIds.at(512),
     )
 
 
@@ -205,7 +256,7 @@ def molmo2_o_7b() -> Molmo2Config:
                       num_layers=32, num_heads=32, num_kv_heads=32, head_dim=128, rope_theta=500_000.0,
                       rope_scaling=yarn, rope_scaling_layers=OLMO3_FULL_ATTENTION_LAYERS, qk_norm_type="olmo",
                       norm_after=True, tie_word_embeddings=False, max_position_embeddings=65_536)
-    return _molmo2(text).replace(**_special_ids(100_278))
+    return _molmo2(text).replace(token_ids=Molmo2TokenIds.at(100_278))
 
 
 PRESETS = {"tiny": tiny, "nano": nano, "molmo2-4b": molmo2_4b, "molmo2-8b": molmo2_8b, "molmo2-o-7b": molmo2_o_7b}
@@ -311,10 +362,4 @@ def config_from_hf(hf: dict[str, Any] | str) -> Molmo2Config:
     )
     if ac.get("mlp_bias", False):
         raise ValueError("Molmo2 adapters with `mlp_bias=true` are not supported")
-    ids = {k: hf[k] for k in ("image_patch_id", "image_start_token_id", "image_end_token_id",
-                               "low_res_image_start_token_id", "frame_start_token_id",
-                               "frame_end_token_id") if k in hf}
-    base = ids.get("image_start_token_id", 151936)
-    ids.setdefault("image_col_token_id", base + 3)
-    ids.setdefault("image_low_token_id", base + 6)
-    return Molmo2Config(vit=vit, connector=conn, text=text, **ids)
+    return Molmo2Config(vit=vit, connector=conn, text=text, token_ids=token_ids_from_fields(hf))

@@ -13,11 +13,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 MESH_AXES = ("data", "fsdp", "sequence")
 
 # Logical axis -> mesh axis (or tuple of axes, or None = replicated). Parameters are FSDP-sharded
-# along their model dimension; activations along batch (data x fsdp) and sequence.
+# along their model dimension; batches (`batch_sharding`) along batch (data x fsdp) and length (sequence).
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     ("batch", ("data", "fsdp")),
     ("length", "sequence"),
-    ("crops", ("data", "fsdp")),
     ("embed", "fsdp"),
     ("vit_embed", "fsdp"),
     ("vit_feat", "fsdp"),
@@ -111,12 +110,17 @@ def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, x.shape, mesh))
 
 
-def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1) -> NamedSharding:
-    """Batch arrays: leading dim over data x fsdp, the sequence dim (if any) over `sequence`."""
-    spec = [("data", "fsdp")] + [None] * (ndim - 1)
+def batch_axes(ndim: int, seq_axis: int | None = 1) -> tuple[str | None, ...]:
+    """Logical axes of a batch array: `batch` first, `length` at `seq_axis` (if any), the rest unnamed."""
+    axes: list[str | None] = ["batch"] + [None] * (ndim - 1)
     if seq_axis is not None and ndim > seq_axis:
-        spec[seq_axis] = "sequence"
-    return NamedSharding(mesh, P(*spec))
+        axes[seq_axis] = "length"
+    return tuple(axes)
+
+
+def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1, rules=LOGICAL_RULES) -> NamedSharding:
+    """Batch arrays through the rules table: `batch` (data x fsdp), the sequence dim as `length` (sequence)."""
+    return NamedSharding(mesh, logical_to_spec(batch_axes(ndim, seq_axis), rules=rules))
 
 
 def field_sharding(mesh: Mesh, name: str, ndim: int) -> NamedSharding:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -70,20 +69,14 @@ def make_optimizer(schedules: Mapping, *, weight_decay: float, clip: float, b1: 
 
 
 def next_token_targets(batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """(targets, weights) aligned with the predicting position.
-
-    Preferred: explicit `target_ids` (-1 = none) with `loss_weights`, which message trees need (a branch's
-    last token is not followed by its target). Fallback: shift `input_ids` by one, `loss_mask[t]` and
-    `loss_weights[t]` marking token t as a target predicted from t - 1.
-    """
-    if "target_ids" in batch:
-        targets = batch["target_ids"]
-        weights = jnp.where(targets >= 0, batch["loss_weights"], 0.0)
-        return targets, weights.astype(jnp.float32)
-    ids = batch["input_ids"]
-    weights = (batch["loss_weights"] * batch["loss_mask"])[:, 1:].astype(jnp.float32)
-    targets = jnp.concatenate([ids[:, 1:], jnp.full_like(ids[:, :1], -1)], 1)
-    return targets, jnp.pad(weights, ((0, 0), (0, 1)))
+    """(targets, weights) aligned with the predicting position: the batch's `target_ids` (-1 = none), shifted
+    by the encoder because message trees need it (a branch's last token is not followed by its target)."""
+    if "target_ids" not in batch:
+        raise KeyError("batch has no `target_ids`; encode examples with Molmo2Processor.training_example "
+                       "(the data pipeline's ExampleEncoder)")
+    targets = batch["target_ids"]
+    weights = jnp.where(targets >= 0, batch["loss_weights"], 0.0)
+    return targets, weights.astype(jnp.float32)
 
 
 def _valid_targets(batch: Mapping[str, jax.Array], vocab: int) -> tuple[jax.Array, jax.Array]:
@@ -270,14 +263,6 @@ def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dro
         drop = ResidualDropout(key, float(dropout[0]), float(dropout[1]), response)
     hidden = model(**model_inputs(batch), return_hidden=True, dropout=drop)
     return head_cross_entropy(hidden, model.language_model.head_weight(), batch, z_loss, num_sources, chunk)
-
-
-@dataclasses.dataclass
-class TrainState:
-    """What a step updates: the model and its optimizer (which holds the step count)."""
-
-    model: Molmo2
-    optimizer: nnx.Optimizer
 
 
 def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0,

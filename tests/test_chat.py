@@ -107,3 +107,23 @@ def test_pointing_sets_use_a_flat_weight(tok):
 def test_training_needs_a_final_answer(tok):
     with pytest.raises(ValueError, match="end with an assistant"):
         encode_training_example(tok, [[user("Q")]])
+
+
+def test_example_encoder_reads_the_one_loss_weight_table():
+    """ExampleEncoder's rule is `loss_weighting`: dataset row, then task row, SFT default, 1 in pre-training."""
+    from types import SimpleNamespace
+
+    from molmo2_jax.processing.chat import LONG_CAPTION_WEIGHTING, SFT_LOSS_WEIGHTS
+    from molmo2_jax.processing.encode import ExampleEncoder
+
+    def rule(task, source, mixture):
+        return ExampleEncoder(None, mixture=mixture).weighting(SimpleNamespace(task=task, source=source))
+
+    assert rule("pointing", "pixmo_points_train", "stage2") == POINTING_WEIGHTING
+    assert rule("multi_image", "pixmo_multi_points", "stage2") == POINTING_WEIGHTING  # a dataset row
+    assert rule("multi_image", "mantis_instruct_nlvr2_multi_only", "stage2") == SFT_WEIGHTING
+    assert rule("video_caption", "vixmo3_top_level_captions_min_3", "stage3") == LONG_CAPTION_WEIGHTING
+    assert rule("video_caption", "motionbench_train", "stage2") == SFT_WEIGHTING
+    assert rule("pointing", "pixmo_points_train", "stage1") == UNWEIGHTED
+    assert rule("counting", "synthetic_counting", "synthetic") == UNWEIGHTED
+    assert all(w.weight in (0.1, 0.2) and not w.root_length for w in SFT_LOSS_WEIGHTS.values())

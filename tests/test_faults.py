@@ -79,7 +79,7 @@ def _wait_for_step(proc, workdir, step, timeout=600):
     raise AssertionError(f"the run never logged step {step} (exit code {proc.poll()})")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 @pytest.mark.slow
 def test_signal_at_a_random_step_then_resume_gives_identical_losses(tmp_path, reference, sig):
     _, want = reference
@@ -140,7 +140,7 @@ def test_wrong_shape_checkpoint_names_the_parameter_and_the_config(tmp_path, ref
     workdir = tmp_path / "other"
     os.makedirs(workdir)
     shutil.copytree(reference[0] / "checkpoints", workdir / "checkpoints")
-    run = _main(workdir, COMMON + ("data.vocab_size=300",))  # a new tokenizer -> another embedding size
+    run = _main(workdir, COMMON + ("data.vocab_size=500",))  # a new tokenizer -> another embedding size
     assert run.returncode == 1
     line = _error_line(run)
     assert "embed_tokens.embedding" in line and "in the checkpoint vs" in line, line
@@ -160,7 +160,8 @@ def test_full_disk_stops_at_the_failed_save_then_resumes(tmp_path, reference):
     assert proc.returncode == 1, err[-3000:]
     line = _error_line(subprocess.CompletedProcess([], 1, out, err))
     assert "saving the checkpoint of step 4" in line and "last complete checkpoint is step 2" in line, line
-    assert max(_losses(tmp_path)) <= 5, "the failed save surfaced one step late at most"
+    # surfaces at the first step after the background write fails, at the latest when the next save starts
+    assert max(_losses(tmp_path)) <= 6
     assert time.time() - t0 < 120
     run = _main(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -271,7 +272,7 @@ def test_every_malformed_record_kind_is_a_counted_skip_with_its_reason():
     with tempfile.TemporaryDirectory() as tmp:
         processor = make_processor(config, tmp)
     spec = pack_spec(config, processor, model_config_for(config, processor))
-    prepare = Prepare(ExampleEncoder(processor, pretraining=True), spec, ["hostile"], [None])
+    prepare = Prepare(ExampleEncoder(processor, mixture="stage1"), spec, ["hostile"], [None])
     for kind, (record, reason) in _hostile_records().items():
         out = prepare((0, record))
         if reason in (None, "too_long"):  # too_long is decided by the packer, against the pack budget
@@ -413,6 +414,14 @@ def test_generate_cli_prompt_longer_than_the_model_is_a_one_line_error(tiny_infe
                           "word " * 5000], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     assert "exceeds the model's" in _error_line(run)
+
+
+def test_convert_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    from molmo2_jax.convert import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["--hf", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
+    assert "is a file; pass a directory" in capsys.readouterr().err
 
 
 def test_truncated_safetensors_and_bad_config_json_name_the_file(tmp_path):

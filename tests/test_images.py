@@ -14,7 +14,7 @@ from molmo2_jax.processing.images import (ImageConfig, crop_geometry, high_res_i
                                           image_grid, image_token_ids, load_image, patchify,
                                           pooling_windows, process_image, resize_bilinear,
                                           resize_uint8, select_tiling)
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.model_config import Molmo2TokenIds
 
 
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:

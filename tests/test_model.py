@@ -110,3 +110,30 @@ def test_presets_build_abstractly(name):
     model = nnx.eval_shape(lambda: Molmo2(cfg, rngs=nnx.Rngs(0)))
     assert model.language_model.embed_tokens.embedding.shape[0] == cfg.text.vocab_size + cfg.text.additional_vocab_size
     assert len(model.vision_tower.layers) == max(cfg.connector.feature_layers) + 1
+
+
+def test_token_ids_are_one_object_the_config_saves_and_the_processor_uses(tmp_path):
+    """Molmo2TokenIds lives in the model config: saved, reloaded, read from HF fields and older configs."""
+    cfg = mc.tiny()
+    assert cfg.token_ids == mc.Molmo2TokenIds.at(512)
+    path = str(tmp_path / "config.json")
+    cfg.save(path)
+    assert mc.Molmo2Config.load(path) == cfg
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "token_ids"}
+    legacy.update(image_start_token_id=512, image_patch_id=514, frame_end_token_id=520)
+    old = mc.Molmo2Config.from_dict(legacy)
+    assert (old.token_ids.image_start, old.token_ids.image_patch, old.token_ids.frame_end) == (512, 514, 520)
+    assert old.token_ids.image_low_res == 518  # unnamed ids follow the standard layout from image_start
+    assert mc.Molmo2TokenIds().vision_ids == tuple(sorted(mc.Molmo2TokenIds().vision_ids))
+    assert mc.Molmo2TokenIds().image_prompt not in mc.Molmo2TokenIds().vision_ids
+
+
+def test_model_vision_flags_from_ids_equal_the_processors_mm_token_type_ids(our_molmo2):
+    """Without mm_token_type_ids the model derives the same vision block the processor writes."""
+    from molmo2_jax.processing.images import ImageConfig, image_token_ids
+
+    ids = our_molmo2.cfg.token_ids
+    tokens = np.asarray(image_token_ids((2, 2, 2, 4), ImageConfig(), ids))[None]  # [1, T]
+    info = our_molmo2.mask_info(jnp.asarray(tokens))
+    assert np.array_equal(np.asarray(info.vision), np.isin(tokens, ids.vision_ids))
+    assert np.asarray(info.vision).sum() == tokens.size  # every image-structure token is in the block

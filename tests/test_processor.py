@@ -10,11 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from molmo2_jax.processing.chat import SFT_WEIGHTING
+from molmo2_jax.processing.chat import SFT_WEIGHTING, branch_positions
 from molmo2_jax.processing.images import ImageConfig
-from molmo2_jax.processing.processor import Molmo2Processor, branch_positions
-from molmo2_jax.processing.tokenizer import (MOLMO2_TOKENS, HFTokenizer, Molmo2TokenIds,
-                                             QwenTokenizer)
+from molmo2_jax.processing.processor import Molmo2Processor
+from molmo2_jax.model_config import MOLMO2_TOKENS, Molmo2TokenIds
+from molmo2_jax.processing.tokenizer import HFTokenizer, QwenTokenizer
 from molmo2_jax.processing.video import VideoFrames
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -65,7 +65,7 @@ def test_pixmo_points_groups_labels_of_one_image_and_filters_by_method(tmp_path)
         {"image_url": "u1", "image_sha256": "s", "points": [], "count": 0, "label": "birds",
          "collection_method": "counting"},
     ]
-    (ex,), skipped = _read("pixmo_points", rows, tmp_path, collection_method="pointing")
+    (ex,), skipped = _read("pixmo_points", rows, tmp_path, collection_method="pointing", modes=("pointing",))
     assert [p.label for p in ex.points] == ["dog", "cats"]
     assert ex.points[1].xy == [(0.1, 0.9), (1.0, 0.05)]  # percent -> fraction, clipped
     assert ex.conversations[1].messages[1].content == \
@@ -79,7 +79,7 @@ def test_pixmo_count_normalises_pixel_points_with_the_image_size(tmp_path):
              "points": {"x": [20.0, 100.0], "y": [50.0, 10.0]}},
             {"image_url": "u", "image_sha256": "s", "count": 3, "label": "bad",
              "points": {"x": [1.0], "y": [1.0]}}]
-    (ex,), skipped = _read("pixmo_count", rows, tmp_path)
+    (ex,), skipped = _read("pixmo_count", rows, tmp_path, modes=("point_count",))
     assert skipped == {"bad_annotation": 1}
     assert ex.count == 2 and ex.points[0].xy == [(0.1, 0.5), (0.5, 0.1)]
     assert ex.conversations[0].messages[1].content == \
@@ -243,14 +243,15 @@ def test_reader_output_roundtrips_through_arrayrecord_shards(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), data / "train-00000-of-00001.parquet")
     index = writer.prepare("pixmo_count_train", str(raw), str(tmp_path / "prep"),
                            examples_per_shard=4)
-    assert index["num_examples"] == 6 and len(index["shards"]) == 2
+    # Molmo2's counting="both": every image once as pointing, once as point_count
+    assert index["num_examples"] == 12 and len(index["shards"]) == 3
     assert index["skipped"] == {"missing_media": 1}
     src = writer.open_source(str(tmp_path / "prep"), "pixmo_count_train")
-    assert len(src) == 6
-    ex = deserialize(src[5])
-    assert ex.source == "pixmo_count_train" and ex.id == "u5"
+    assert len(src) == 12
+    ex = deserialize(src[11])
+    assert ex.source == "pixmo_count_train" and ex.id == "u5#point_count"
     assert os.path.exists(os.path.join(index["media_root"], ex.images[0].path))
-    assert writer.prepared_datasets(str(tmp_path / "prep")) == {"pixmo_count_train": 6}
+    assert writer.prepared_datasets(str(tmp_path / "prep")) == {"pixmo_count_train": 12}
 
 
 def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path, monkeypatch):
@@ -259,6 +260,44 @@ def test_preparing_a_dataset_without_reader_explains_the_fix(tmp_path, monkeypat
     monkeypatch.setitem(registry.REGISTRY, "doc_qa", spec)
     with pytest.raises(ValueError, match="no reader yet"):
         writer.prepare("doc_qa", str(tmp_path), str(tmp_path / "prep"))
+
+
+def test_tulu_drops_molmo2_excluded_subsets_and_folds_system_messages(tmp_path):
+    path = tmp_path / "tulu.jsonl"
+    ok = {"first_message_qwen3_tokens": 5, "empty_messages": False, "has_special_token": False}
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    rows = [
+        {"id": 1, "messages": [{"role": "system", "content": "be brief"}, *chat], "source": "s",
+         "category": "general", **ok},
+        {"id": 2, "messages": chat, "source": "s", "category": "code", **ok},
+        {"id": 3, "messages": chat, "source": "s", "category": "non-english", **ok},
+        {"id": 4, "messages": chat, "source": "allenai/puzzle_data_160k-ngram-filtered", "category": "g", **ok},
+        {"id": 5, "messages": chat, "source": "allenai/verifiable-reasoning-filtered-o4-mini-filtered",
+         "category": "g", **ok},
+        {"id": 6, "messages": chat, "source": "allenai/hardcoded-olmo", "category": "g", **ok},
+        {"id": 7, "messages": [*chat, {"role": "assistant", "content": "twice"}], "source": "s", "category": "g",
+         **ok},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    (ex,), skipped = _read("tulu", str(path), tmp_path, max_first_message_tokens=2304)
+    assert [m.role for m in ex.conversations[0].messages] == ["user", "assistant"]
+    assert ex.conversations[0].messages[0].content == "System: be brief\nq"
+    assert skipped == {"filtered": 6}
+
+
+def test_pixmo_points_caps_at_60_points_and_yields_both_counting_modes(tmp_path):
+    _put_image(tmp_path, "u1")
+    pts = lambda n: [{"x": 1.0 + i % 90, "y": 2.0} for i in range(n)]  # noqa: E731
+    rows = [{"image_url": "u1", "image_sha256": "s", "points": pts(n), "count": n, "label": label,
+             "collection_method": "pointing"} for label, n in (("a", 40), ("b", 30), ("c", 61), ("d", 5))]
+    examples, skipped = _read("pixmo_points", rows, tmp_path)
+    assert skipped == {"filtered": 1}  # "c" has more than 60 points
+    # [a] then [b, d] (40 + 30 > 60), each as pointing and as point_count
+    assert [(e.task, [p.label for p in e.points]) for e in examples] == [
+        (Task.POINTING, ["a"]), (Task.COUNTING, ["a"]), (Task.POINTING, ["b", "d"]), (Task.COUNTING, ["b", "d"])]
+    assert examples[1].conversations[0].style == "point_count"
+    assert examples[1].conversations[0].messages[1].content.endswith("shows a total of 40.")
+    assert len({e.id for e in examples}) == 4
 
 
 def test_writer_counts_bad_rows_and_fails_only_on_an_empty_dataset(tmp_path, capsys):

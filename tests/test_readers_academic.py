@@ -151,7 +151,7 @@ def test_chart_qa_embedded_images_and_human_augmented_weights(tmp_path):
     _parquet(_repo(tmp_path, "chart_qa_weighted") / "data/test-00000-of-00001.parquet", rows[:1])
     out, _ = _prepare("chart_qa_weighted", tmp_path)
     assert [_qa(ex.conversations[0]) for ex in out] == [("Max value?", "42"), ("Min value?", "7")]
-    assert out[0].images[0].data == _png(30, 10)
+    assert out[0].images[0].data == _png(30, 10) and out[0].id != out[1].id
     w = [ex.meta["example_weight"] for ex in out]
     assert w == pytest.approx([2 * 20901 / 28299, 2 * 7398 / 28299])
 
@@ -369,6 +369,18 @@ def test_activitynet_segments_and_qa_coin_subset_and_charades_lines(tmp_path):
     (ex,), skipped = _prepare("coin_all_qa", tmp_path)
     assert ex.video.path == f"{V}/coin/videos/c1.mkv" and skipped == {"filtered": 1}
 
+    _json(tmp_path / f"{V}/youcook2/youcookii_annotations_trainval.json", {"database": {
+        "y1": {"subset": "training", "recipe_type": "101", "annotations": [
+            {"segment": [30, 42], "sentence": "add the onions", "id": 0}]}}})
+    _touch(tmp_path, f"{V}/youcook2/videos/y1.mp4")
+    out, _ = _prepare("youcook2_all_qa", tmp_path)
+    got = {(e.video.start_s, e.video.end_s): [(_qa(c), c.style) for c in e.conversations]
+           for e in out}
+    assert got == {(30, 42): [(("What action is being performed?", "add the onions."),
+                               "youcook2_label")],
+                   (None, None): [(("30-42", "add the onions."),
+                                   "video_clip_short_caption_start_end")]}
+
     p = tmp_path / f"{V}/Charades/charades_sta_train.txt"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("AO8RW 0.0 6.9##a person is putting a book on a shelf.\n")
@@ -384,9 +396,14 @@ def test_tgif_tab_separated_csv_and_camerabench_negatives(tmp_path):
         {"gif_name": "tumblr_1", "question": "what does the man do 3 times", "a1": "nod",
          "a2": "wave", "a3": "jump", "a4": "clap", "a5": "spin", "answer": "1", "vid_id": "1",
          "key": "1"}], delimiter="\t")
+    _csv(root / "Train_count_question.csv", [
+        {"gif_name": "tumblr_1", "question": "how many times does the man nod", "answer": "3",
+         "vid_id": "1", "key": "2"}], delimiter="\t")
     _touch(tmp_path, f"{V}/TGIF/videos/tumblr_1.mp4")
     (ex,), _ = _prepare("tgif", tmp_path)
-    assert [_qa(c)[1] for c in ex.conversations] == ["B. wave", "wave"]
+    assert [_qa(c)[1] for c in ex.conversations] == ["B. wave", "wave", "3"]
+    assert [c.style for c in ex.conversations] == ["video_multiple_choice", "video_short_answer",
+                                                   "video_short_answer"]
 
     _parquet(_repo(tmp_path, "camerabench_qa") / "camerabench_qa.parquet", [
         {"video_path": "clip1.mp4", "mc_qa_list": [
@@ -488,6 +505,11 @@ def test_iter_table_parses_csv_txt_and_keyed_json(tmp_path):
                                                           {"x": 2, "_key": "b"}]
     _json(tmp_path / "l.json", [{"x": 1}])
     assert list(iter_table(str(tmp_path / "l.json"), record_path="database")) == [{"x": 1}]
+    from data_pipelines.readers.tables import table_files
+    _csv(tmp_path / "hf/allenai/Molmo2-TGIF/Train_count_question.csv", [{"a": 1}])
+    _csv(tmp_path / "hf/allenai/Molmo2-TGIF/.cache/huggingface/Train_count_question.csv", [{"a": 1}])
+    assert [os.path.relpath(f, tmp_path) for f in table_files(registry.get("tgif"), str(tmp_path))
+            ] == ["hf/allenai/Molmo2-TGIF/Train_count_question.csv"]      # hub cache skipped
     (tmp_path / "t.txt").write_text("one\n\ntwo\n")
     assert [r["line"] for r in iter_table(str(tmp_path / "t.txt"))] == ["one", "two"]
     assert os.path.exists(tmp_path / "k.json")
@@ -562,3 +584,86 @@ def test_tvqa_clip_from_ts_with_clip_relative_subtitles(tmp_path):
     assert prompt.startswith("Subtitles:\n[0.5-3.0] Penny? Penny?\n[8.5-11.5] Coming!\n\n"
                              "Who knocks?" + MC_INSTRUCTION)
     assert answer == "B. Penny"
+
+
+def test_countix_questions_come_from_the_class_template_file(tmp_path):
+    root = _repo(tmp_path, "countix_oe")
+    _csv(root / "annotations/countix_train_mapped.csv", [
+        {"video_path": "train/jumping/abc.mp4", "class": "jumping jacks", "count": 7}])
+    _json(root / "annotations/class_to_question.json",
+          {"jumping jacks": ["How many jumping jacks are done?", "Count the jumping jacks."]})
+    _touch(tmp_path, f"{V}/kinetics/kinetics700/train/jumping/abc.mp4")
+    (ex,), _ = _prepare("countix_oe", tmp_path)
+    assert _qa(ex.conversations[0]) == ("How many jumping jacks are done?", "7")
+
+
+def test_video_localized_narratives_captions_from_a_saved_arrow_dataset(tmp_path):
+    root = _repo(tmp_path, "video_localized_narratives_caption") / "hf_dataset"
+    root.mkdir(parents=True)
+    table = pa.Table.from_pylist([{"id": "vln1", "video": "oops/oops_video/train/a.mp4",
+                                   "captions": ["A man slips on ice.", "A dog watches."],
+                                   "actor_names": ["Man", "Dog"]}])
+    with pa.OSFile(str(root / "data-00000-of-00001.arrow"), "wb") as f:
+        with pa.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table)
+    (root / "state.json").write_text("{}")
+    _touch(tmp_path, f"{V}/oops/oops_video/train/a.mp4")
+    (ex,), _ = _prepare("video_localized_narratives_caption", tmp_path)
+    assert [_qa(c) for c in ex.conversations] == [
+        ("Describe what the Man does in this video.", "A man slips on ice."),
+        ("Describe what the Dog does in this video.", "A dog watches.")]
+    assert ex.task == Task.VIDEO_CAPTION
+
+
+def test_funqa_open_tasks_without_timestamp_tasks_plus_mc_file(tmp_path):
+    root = _repo(tmp_path, "funqa")
+    _json(root / "FunQA_train.json", [
+        {"task": "H2", "visual_input": "H_A_1.mp4", "instruction": "Why is it funny?",
+         "output": "The cat falls."},
+        {"task": "H1", "visual_input": "H_A_1.mp4", "instruction": "When?", "output": "[1, 3]"}])
+    _json(root / "Funqa_mcqa_v1.json", [
+        {"visual_input": "H_A_1.mp4", "gt": "2", "instruction":
+         "Watch the video.\nThe Question is: What happens?\n The Options are: "
+         "['Options 1: A dog barks', 'Options 2: A cat falls']"}])
+    _touch(tmp_path, f"hf/{registry.get('funqa').repo}/train/train_humor/H_A_1.mp4")
+    (ex,), skipped = _prepare("funqa", tmp_path)
+    assert [_qa(c) for c in ex.conversations] == [
+        ("Why is it funny?", "The cat falls."),
+        ("What happens?" + MC_INSTRUCTION + "A. A dog barks\nB. A cat falls", "B. A cat falls")]
+    assert skipped == {"filtered": 1}
+
+
+def test_nextqa_maps_video_ids_through_the_vidor_map(tmp_path):
+    base = tmp_path / f"{V}/NeXTQA"
+    _csv(base / "train.csv", [{"video": "2440175990", "frame_count": 1, "width": 1, "height": 1,
+                               "question": "why did the boy run", "answer": "0", "qid": 1,
+                               "type": "CW", "a0": "to catch", "a1": "b", "a2": "c", "a3": "d",
+                               "a4": "e"}])
+    _json(base / "map_vid_vidorID.json", {"2440175990": "0000/2440175990"})
+    _touch(tmp_path, f"{V}/NeXTQA/NExTVideo-all-videos/0000/2440175990.mp4")
+    (ex,), _ = _prepare("nextqa_mc", tmp_path)
+    assert ex.video.path == f"{V}/NeXTQA/NExTVideo-all-videos/0000/2440175990.mp4"
+    assert _qa(ex.conversations[0])[1] == "A. to catch"
+
+
+def test_paxion_ssv2_and_ego4d_antonyms(tmp_path):
+    root = _repo(tmp_path, "paxion")
+    _json(root / "ssv2/antonyms/train_with_rel_path.json", [
+        {"id": "1", "rel_vid_path": "1.webm", "label": "Pushing a cup",
+         "label_action_antonym_clip_text": "Pulling a cup"}])
+    p = root / "ego4d/egoclip_subset_action_antonyms_train_val_test_split/train.jsonl"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"video_uid": "u1", "clip_start": 3.0, "clip_end": 4.5,
+                             "clip_text": "#C c opens the door",
+                             "action_antonym_clip_text": "#C c closes the door"}) + "\n")
+    _touch(tmp_path, f"{V}/sth-sth-v2/videos/1.webm")
+    _touch(tmp_path, f"{V}/Ego4d/ego4d_data/v2/full_scale/u1.mp4")
+    out, _ = _prepare("paxion", tmp_path)
+    got = {(e.video.path.rsplit("/", 1)[-1], e.video.start_s, e.video.end_s): _qa(e.conversations[0])
+           for e in out}
+    assert got == {
+        ("1.webm", None, None): ("What activity does the video depict?" + MC_INSTRUCTION +
+                                 "A. Pushing a cup\nB. Pulling a cup\nC. Not sure", "A. Pushing a cup"),
+        ("u1.mp4", 3.0, 4.5): ("What activity does the video depict?" + MC_INSTRUCTION +
+                               "A. C opens the door\nB. C closes the door\nC. Not sure",
+                               "A. C opens the door")}

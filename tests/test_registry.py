@@ -46,11 +46,19 @@ def test_entries_are_complete_and_readers_exist():
         assert not spec.files or spec.revision, f"{spec.name}: hashes need a pinned revision"
 
 
-def test_pointing_and_tracking_sets_carry_molmo2_flat_loss_weight():
-    for name in ("pixmo_points_train", "pixmo_count_train", "cosyn_point", "mevis_track",
-                 "vixmo_points_minmax_0_5"):
-        assert registry.get(name).loss_weight == 0.2
-    assert registry.get("vixmo3_top_level_captions_min_3").loss_weight == 0.1
+def test_loss_weight_table_gives_every_sft_set_allenais_rule():
+    """allenai launch_scripts/sft.py: point_weight (flat 0.2) on the tracking, video_pointing and image_pointing
+    groups, cap_weight (flat 0.1) on vixmo3_top_level_captions_min_3, root weighting on everything else."""
+    from molmo2_jax.processing.chat import (LONG_CAPTION_WEIGHTING, POINTING_WEIGHTING, SFT_WEIGHTING,
+                                            UNWEIGHTED, loss_weighting)
+
+    for entry in registry.STAGE_MIXTURES[2]:
+        spec = registry.get(entry.dataset)
+        want = (POINTING_WEIGHTING if entry.group in ("tracking", "video_pointing", "image_pointing")
+                else LONG_CAPTION_WEIGHTING if entry.dataset == "vixmo3_top_level_captions_min_3" else SFT_WEIGHTING)
+        assert loss_weighting(spec.task, spec.name, "stage2") == want, entry.dataset
+    for spec in registry.stage_datasets(1):  # pre-training: 1 everywhere
+        assert loss_weighting(spec.task, spec.name, "stage1") == UNWEIGHTED
 
 
 def test_tracking_rates_follow_subgroup_weights_over_1_11():

@@ -77,7 +77,7 @@ def test_rope_tables_match_transformers(params):
 
 
 def test_rope_outside_scaling_layers_is_unscaled():
-    text = mc.get_config("molmo2-o-7b").text
+    text = mc.preset("molmo2-o-7b").text
     scaled, plain = rope_inv_freq(text, 3), rope_inv_freq(text, 0)
     assert float(scaled.scale) == pytest.approx(1.2079441541679836) and float(plain.scale) == 1.0
     np.testing.assert_allclose(np.asarray(plain.inv_freq), 1 / 500000.0 ** (np.arange(0, 128, 2) / 128), rtol=1e-5)
@@ -85,7 +85,7 @@ def test_rope_outside_scaling_layers_is_unscaled():
 
 
 def test_released_presets_follow_their_backbones():
-    four, eight, olmo = (mc.get_config(n).text for n in ("molmo2-4b", "molmo2-8b", "molmo2-o-7b"))
+    four, eight, olmo = (mc.preset(n).text for n in ("molmo2-4b", "molmo2-8b", "molmo2-o-7b"))
     assert (four.rope_theta, four.tie_word_embeddings) == (5e6, True)
     assert (eight.rope_theta, eight.tie_word_embeddings) == (1e6, False)
     assert (olmo.vocab_size, olmo.additional_vocab_size, olmo.num_kv_heads, olmo.num_heads) == (100_278, 128, 32, 32)

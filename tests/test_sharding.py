@@ -9,7 +9,7 @@ import jax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from molmo2_jax.sharding import logical_to_spec, make_mesh
+from molmo2_jax.sharding import LOGICAL_RULES, batch_axes, batch_sharding, logical_to_spec, make_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,6 +31,18 @@ def test_logical_rules_shard_model_dims_and_leave_indivisible_dims_replicated():
     assert logical_to_spec(("batch", "length")) == P(("data", "fsdp"), "sequence")
     assert logical_to_spec(("embed", "mlp"), (8, 6), FakeMesh()) == P("fsdp", None)
     assert logical_to_spec(("embed", "mlp"), (6, 6), FakeMesh()) == P(None, None)
+
+
+def test_batches_are_sharded_through_the_rules_table():
+    """`batch_sharding` reads the `batch` and `length` rows: changing the table changes the batch layout."""
+    mesh = make_mesh(1, -1, 1)
+    assert batch_axes(2) == ("batch", "length") and batch_axes(4, None) == ("batch", None, None, None)
+    assert batch_sharding(mesh, 2).spec == P(("data", "fsdp"), "sequence")
+    assert batch_sharding(mesh, 4, None).spec == P(("data", "fsdp"), None, None, None)
+    no_sequence = tuple((k, None if k == "length" else v) for k, v in LOGICAL_RULES)
+    assert batch_sharding(mesh, 2, rules=no_sequence).spec == P(("data", "fsdp"), None)
+    data_only = tuple((k, "data" if k == "batch" else v) for k, v in LOGICAL_RULES)
+    assert batch_sharding(mesh, 3, rules=data_only).spec == P("data", "sequence", None)
 
 
 SCRIPT = textwrap.dedent("""

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from molmo2_jax.processing.tokenizer import (MOLMO2_TOKENS, HFTokenizer, Molmo2TokenIds,
-                                             QwenTokenizer, SentencePieceTokenizer, load_tokenizer,
+from molmo2_jax.model_config import MOLMO2_TOKENS, Molmo2TokenIds
+from molmo2_jax.processing.tokenizer import (HFTokenizer, QwenTokenizer, SentencePieceTokenizer, load_tokenizer,
                                              qwen_tokenizer_json, train_sentencepiece)
 
 TEXTS = [

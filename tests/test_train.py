@@ -13,14 +13,14 @@ from molmo2_jax.model import Molmo2
 
 def make_batch(cfg, rng, b=4, t=16):
     ids = rng.integers(3, 500, (b, t)).astype(np.int32)
-    ids[:, 3] = cfg.image_patch_id
-    ids[:, 2] = cfg.low_res_image_start_token_id
+    ids[:, 3] = cfg.token_ids.image_patch
+    ids[:, 2] = cfg.token_ids.low_res_image_start
     target = np.concatenate([ids[:, 1:], np.full((b, 1), -1)], 1).astype(np.int32)
     weights = np.zeros((b, t), np.float32)
     weights[:, 6:] = rng.uniform(0.5, 2.0, (b, t - 6))
     return {
         "input_ids": ids, "target_ids": target, "loss_weights": weights,
-        "mm_token_type_ids": np.isin(ids, [cfg.image_patch_id, cfg.low_res_image_start_token_id]).astype(np.int32),
+        "mm_token_type_ids": np.isin(ids, cfg.token_ids.vision_ids).astype(np.int32),
         "segment_ids": np.ones((b, t), np.int32), "positions": np.tile(np.arange(t, dtype=np.int32), (b, 1)),
         "pixel_values": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, cfg.vit.patch_dim)).astype(np.float32),
         "image_token_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),
@@ -45,17 +45,11 @@ def test_loss_is_normalised_by_the_weight_sum():
     assert int(aux["loss_tokens"]) == 2
 
 
-def test_target_ids_and_shifted_loss_mask_agree():
-    rng = np.random.default_rng(0)
-    logits = jnp.asarray(rng.normal(size=(2, 6, 11)), jnp.float32)
-    ids = jnp.asarray(rng.integers(0, 11, (2, 6)))
-    mask = jnp.asarray(rng.random((2, 6)) < 0.7)
-    w = jnp.asarray(rng.uniform(0.1, 1, (2, 6)), jnp.float32)
-    shifted, _ = train.weighted_cross_entropy(logits, {"input_ids": ids, "loss_mask": mask, "loss_weights": w})
-    explicit, _ = train.weighted_cross_entropy(logits, {
-        "target_ids": jnp.concatenate([jnp.where(mask[:, 1:], ids[:, 1:], -1), -jnp.ones((2, 1), ids.dtype)], 1),
-        "loss_weights": jnp.pad(w[:, 1:], ((0, 0), (0, 1)))})
-    np.testing.assert_allclose(float(shifted), float(explicit), rtol=1e-6)
+def test_a_batch_without_target_ids_is_an_error_naming_the_encoder():
+    logits = jnp.zeros((1, 3, 5), jnp.float32)
+    with pytest.raises(KeyError, match="training_example"):
+        train.weighted_cross_entropy(logits, {"input_ids": jnp.zeros((1, 3), jnp.int32),
+                                              "loss_weights": jnp.ones((1, 3))})
 
 
 def test_loss_falls_and_frozen_vit_gets_no_state_or_update():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from molmo2_jax.processing.errors import MediaError
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.model_config import Molmo2TokenIds
 from molmo2_jax.processing.video import (VideoConfig, VideoFrames, load_video, process_video,
                                          sample_frame_times, video_token_segments)
 

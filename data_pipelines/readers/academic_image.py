@@ -112,8 +112,9 @@ def read_image_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         if not convs:
             raise BadSample("bad_annotation", f"{source}: no usable question for this image")
         first = group[0]
-        ex_id = str(field(first, id_field) if id_field else refs[0].path or first.get("id", ""))
-        if "_qa" in first:
+        ex_id = str(field(first, id_field) if id_field else refs[0].path or first.get("id")
+                    or first.get("example_id") or "")
+        if "_qa" in first or not ex_id:   # one id per question / per embedded-image row
             ex_id += f":{zlib.crc32(convs[0].messages[0].content.encode()):08x}"
         meta = {}
         if weight_field is not None:

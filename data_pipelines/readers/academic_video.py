@@ -18,6 +18,7 @@ layout under the media root (`VIDEO_DATA_HOME`).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 from data_pipelines.readers.base import Row, clip01, convert_rows, keep_good
 from data_pipelines.readers.qa import QA_KEYS, QaSpec, field, matches, qa_conversations, qa_items
+from data_pipelines.readers.tables import KEY
 from data_pipelines.readers.video import VIDEO_ROOT, first_existing, youtube_cc_candidates
 from data_pipelines.schema import BadSample, Conversation, Example, Message, Points, Task, VideoRef
 from molmo2_jax.processing import formats
@@ -72,17 +74,50 @@ FUNQA_DIRS = {"H": "humor", "C": "creative", "M": "magic"}
 
 
 def funqa_row(row: Row) -> dict[str, Any]:
-    """FunQA: the task letter (H/C/M) names the video folder (`train_humor`)."""
-    return {**row, "kind": FUNQA_DIRS[row["task"][0]]}
+    """FunQA: open rows (FunQA_train.json: task, visual_input, instruction, output) and MC rows
+    (Funqa_mcqa_v1.json: instruction ending "The Question is: q" / "The Options are: [...]",
+    gt 1-based) as _q/_a/_options/_idx; the H/C/M letter names the folder (`train_humor`)."""
+    kind = FUNQA_DIRS[str(row["visual_input"])[0]]
+    if "gt" not in row:
+        return {**row, "kind": kind, "_q": row["instruction"], "_a": row["output"]}
+    *_, q, opts = row["instruction"].split("\n")
+    options = [re.sub(r"^Options \d+: ", "", o).strip()
+               for o in ast.literal_eval(opts.replace(" The Options are: ", "").strip())]
+    return {**row, "kind": kind, "_q": q.replace("The Question is:", "").strip(),
+            "_options": options, "_idx": int(row["gt"]) - 1}
+
+
+def tgif_row(row: Row) -> dict[str, Any]:
+    """TGIF-QA: action/transition rows answer with an index into a1..a5, count/frameqa rows
+    with the answer text; `answer_text` is the open answer of both."""
+    if row.get("a1") not in (None, ""):
+        return {**row, "answer_text": row[f"a{int(row['answer']) + 1}"]}
+    return {**row, "answer_text": row["answer"]}
+
+
+def _paxion_label(label: str) -> str:
+    """Paxion `_clean_label`: drop a leading `#X` tag, capitalise."""
+    if label.startswith("#") and len(label) > 1 and not label[1].isspace():
+        label = label[2:].lstrip()
+    return label[:1].upper() + label[1:]
 
 
 def paxion_row(row: Row) -> dict[str, Any]:
-    """Paxion SSv2 antonyms: the third option is always "Not sure"."""
-    return {**row, "_not_sure": "Not sure"}
+    """Paxion antonyms: SSv2 rows (rel_vid_path, label, label_action_antonym_clip_text) and
+    Ego4D rows (video_uid, clip_start, clip_end, clip_text, action_antonym_clip_text) as
+    _video/_label/_antonym (+ clip); the third option is always "Not sure"."""
+    if "rel_vid_path" in row:
+        return {"_video": f"sth-sth-v2/videos/{row['rel_vid_path']}", "_label": row["label"],
+                "_antonym": row["label_action_antonym_clip_text"], "_not_sure": "Not sure",
+                "_start": None, "_end": None}
+    return {"_video": f"Ego4d/ego4d_data/v2/full_scale/{row['video_uid']}.mp4",
+            "_label": _paxion_label(row["clip_text"]),
+            "_antonym": _paxion_label(row["action_antonym_clip_text"]), "_not_sure": "Not sure",
+            "_start": float(row["clip_start"]), "_end": float(row["clip_end"])}
 
 
 ROW_PARSERS = {"charades_sta": charades_row, "clevrer": clevrer_row, "how2qa": how2qa_row,
-               "funqa": funqa_row, "paxion": paxion_row}
+               "funqa": funqa_row, "paxion": paxion_row, "tgif": tgif_row}
 
 
 def with_header(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -102,22 +137,28 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                   subtitle: str | None = None, where: Mapping[str, Any] | None = None,
                   where_not: Mapping[str, Any] | None = None, parse: str | None = None,
                   subtitle_rows: str | None = None, subtitle_key: str = "vid_name",
-                  header_row: bool = False, group: bool = True,
+                  question_table: str | None = None, video_map: str | None = None,
+                  header_row: bool = False,
                   max_per_video: int | None = None, task: str = Task.VIDEO_QA,
                   table: Mapping[str, Any] | None = None, **qa: Any) -> Iterator[Example]:
     """Video QA rows -> one Example per video (or clip) with its QAs as a message tree.
 
     video / video_template: column with the file name, or a `str.format` template over the row
     (`{vid_name}.mp4`), joined to video_dir; video_exts: extensions to try; youtube_cc: the
-    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA); qa_list / turns:
-    column of QA dicts / of alternating {from, value} turns (LLaVA-Video); start, end (on the QA item or the row) or ts
-    (`"s-e"`): the clip; subtitle: a text column prefixed to each question; subtitle_rows: rows
-    carrying this column ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give
-    each question the subtitles overlapping its clip, times relative to the clip; where / where_not:
-    {column: value (or list)} filters; parse: a ROW_PARSERS entry for formats that need a
-    derived column; header_row: the first row is a list of column names and the rest lists
-    (SUTD-TrafficQA R2 jsonl); max_per_video: split a video's QAs in groups (STAR 10); table:
-    how `tables.iter_table` parses the files (unused here). The rest is a qa.QaSpec.
+    column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA).
+    qa_list / turns: column of QA dicts / of alternating {from, value} turns (LLaVA-Video).
+    start, end (on the QA item or the row) or ts (`"s-e"`): the clip, in seconds.
+    subtitle: a text column prefixed to each question; subtitle_rows: rows carrying this column
+    ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give each question the
+    subtitles overlapping its clip, times relative to the clip start.
+    question_table: the question is the first template listed for this column's value in a
+    keyed JSON read alongside ({value: [templates]}, Countix class_to_question.json);
+    video_map: this column is mapped through a keyed JSON read alongside before the video
+    template sees it (NExT-QA map_vid_vidorID.json).
+    where / where_not: {column: value (or list)} filters; parse: a ROW_PARSERS entry for
+    formats that need a derived column; header_row: the first row lists the column names
+    (SUTD-TrafficQA R2 jsonl); max_per_video: at most this many QAs per Example (STAR 10);
+    table: how `tables.iter_table` parses the files (unused here). The rest is a qa.QaSpec.
     """
     bad = set(qa) - QA_KEYS
     if bad:
@@ -128,6 +169,8 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         if youtube_cc:
             vid = str(field(row, video))
             return first_existing(media_root, youtube_cc_candidates(media_root, vid), vid)
+        if video_map:
+            row = {**row, video_map: lookup[str(row[video_map])]}
         name = video_template.format(**row) if video_template else str(field(row, video))
         return find_video(media_root, os.path.join(video_dir, name), video_exts)
 
@@ -143,6 +186,11 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         return s, e
 
     subs: dict[str, list[Mapping[str, Any]]] = {}
+    lookup: dict[str, Any] = {}  # {key: value} rows of a keyed JSON read with the data
+    if question_table or video_map:
+        rows = list(rows)
+        lookup = {str(r[KEY]): r["value"] for r in rows if KEY in r and "value" in r}
+        rows = [r for r in rows if not (KEY in r and "value" in r)]
     if subtitle_rows:
         rows = list(rows)
         subs = {str(r[subtitle_key]): r[subtitle_rows] for r in rows if subtitle_rows in r}
@@ -153,6 +201,8 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         if subs:
             s, e = clip(item, row)
             prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
+        if question_table:
+            item = {**item, "_question": lookup[str(row[question_table])][0]}
         return qa_conversations(item, spec, prefix)
 
     def llava_turns(row: Row) -> list[Conversation]:
@@ -165,36 +215,24 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
                                       spec.style))
         return convs
 
+    def convert(row: Row) -> list[tuple[tuple[str, float | None, float | None], Conversation]] | None:
+        if parse:
+            row = ROW_PARSERS[parse](row)
+        if not matches(row, where, where_not):
+            return None
+        rel = path(row)
+        if turns:
+            return [((rel, None, None), c) for c in llava_turns(row)]
+        return [((rel, *clip(item, row)), c) for item in qa_items(row, qa_list)
+                for cs in keep_good([item], lambda it: conversations(it, row), skipped)
+                for c in cs]
+
     clips: dict[tuple[str, float | None, float | None], list[Conversation]] = {}
-    if header_row:
-        rows = with_header(rows)
-    for row in rows:
-        try:
-            if parse:
-                row = ROW_PARSERS[parse](row)
-            if not matches(row, where, where_not):
-                skipped["filtered"] = skipped.get("filtered", 0) + 1
-                continue
-            rel = path(row)
-            if turns:
-                pairs = [((None, None), c) for c in llava_turns(row)]
-            else:
-                pairs = [(clip(item, row), c) for item in qa_items(row, qa_list)
-                         for cs in keep_good([item], lambda it: conversations(it, row), skipped)
-                         for c in cs]
-        except BadSample as e:
-            skipped[e.reason] = skipped.get(e.reason, 0) + 1
-            continue
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-            skipped["malformed_record"] = skipped.get("malformed_record", 0) + 1
-            continue
-        if not group:
-            rel = f"{rel}\0{len(clips)}"
-        for (s, e), conv in pairs:
-            clips.setdefault((rel, s, e), []).append(conv)
+    for pairs in convert_rows(with_header(rows) if header_row else rows, convert, skipped):
+        for key, conv in pairs:
+            clips.setdefault(key, []).append(conv)
 
     for (rel, s, e), convs in clips.items():
-        rel = rel.split("\0")[0]
         step = max_per_video or len(convs)
         for i in range(0, len(convs), step):
             part = convs[i:i + step]
@@ -214,15 +252,18 @@ def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: 
                         skipped: MutableMapping[str, int], segments: str = "annotations",
                         label: str = "label", subset: str | None = None,
                         template: str = "What action is being performed?",
-                        label_style: str = "video_short_answer", **video: Any
-                        ) -> Iterator[Example]:
+                        label_style: str = "video_short_answer", sentence: bool = False,
+                        start_end_style: str | None = None, **video: Any) -> Iterator[Example]:
     """Temporal segments of a `database` JSON (ActivityNet / COIN / YouCook2: {video id:
     {subset, annotations [{segment [s, e], label | sentence}]}}) as label questions on each
     clip (Molmo2 `qa_format=True`, first question template), plus ActivityNet-QA rows
     (`train_q.json` {question_id, video_name, question} joined with `train_a.json`
     {question_id, answer}) as open questions on the whole video.
 
-    subset: keep videos whose `subset` contains it ("train" in "training", as upstream).
+    subset: keep videos whose `subset` contains it ("train" in "training", as upstream);
+    sentence: labels end with a period (YouCook2); start_end_style: also caption each segment
+    on the whole video, asked as `"<start>-<end>"` in seconds of the video (YouCook2
+    `caption_start_end`, style video_clip_short_caption_start_end).
     The remaining kwargs go to read_video_qa (video_template over {video}, video_dir, exts).
     """
     def flat() -> Iterator[dict[str, Any]]:
@@ -234,8 +275,13 @@ def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: 
                     continue
                 for ann in r[segments]:
                     s, e = ann["segment"]
+                    text = ann[label] + ("." if sentence and not ann[label].endswith(".") else "")
                     yield {"video": r["_key"], "start": s, "end": e, "question": template,
-                           "answer": ann[label], "_style": label_style}
+                           "answer": text, "_style": label_style}
+                    if start_end_style and e > s:
+                        yield {"video": r["_key"], "start": None, "end": None,
+                               "question": f"{round(s, 2)}-{round(e, 2)}", "answer": text,
+                               "_style": start_end_style}
             elif "question" in r:
                 questions[r["question_id"]] = r
             elif "answer" in r:

@@ -82,7 +82,7 @@ def read_pixmo_count_eval(rows: Iterable[Row], *, media_root: str | None, source
     """allenai/pixmo-count validation/test (image_url, image_sha256, count, label): point-then-count."""
     def convert(row: Row) -> Example:
         count, label = int(row["count"]), str(row["label"])
-        return Example(row["image_url"], source, Task.COUNTING,
+        return Example(f"{row['image_url']}:{label}", source, Task.COUNTING,
                        _qa(COUNT_PROMPT.format(label=label.lower()), str(count), "point_count"),
                        images=[pixmo_image(row["image_url"], media_root, row.get("image_sha256"))],
                        count=count, meta={"count": count, "label": label})
@@ -102,7 +102,8 @@ def read_pixmo_points_eval(rows: Iterable[Row], *, media_root: str | None, sourc
         h, w = masks.shape[1:]
         xy = [(float(p["x"]) / 100, float(p["y"]) / 100) for p in row["points"]]
         label = str(row["label"])
-        return Example(row["image_url"], source, Task.POINTING, _qa(POINT_PROMPT.format(label=label), "", "pointing"),
+        return Example(f"{row['image_url']}:{label}", source, Task.POINTING,
+                       _qa(POINT_PROMPT.format(label=label), "", "pointing"),
                        images=[pixmo_image(row["image_url"], media_root, row.get("image_sha256"))],
                        points=[Points(label, xy)] if xy else [],
                        meta={"masks": [encode_rle(m) for m in masks], "mask_size": [int(w), int(h)],
@@ -120,7 +121,7 @@ def read_point_bench(rows: Iterable[Row], *, media_root: str | None, source: str
         cat = row["category"]
         image = _local(media_root, os.path.join(media_dir, "selected_images", cat, row["image_filename"]), "image")
         mask = _local(media_root, os.path.join(media_dir, "selected_masks", cat, row["mask_filename"]), "mask")
-        return Example(f"{cat}/{row['image_filename']}:{row['user_input'][:40]}", source, Task.POINTING,
+        return Example(f"{cat}/{row['image_filename']}/{row['mask_filename']}", source, Task.POINTING,
                        _qa(row["user_input"], "", "pointing"), images=[ImageRef(path=image)],
                        meta={"mask_path": mask, "category": cat})
     return convert_rows(rows, convert, skipped)

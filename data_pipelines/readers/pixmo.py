@@ -42,39 +42,78 @@ def read_pixmo_cap(rows: Iterable[Row], *, media_root: str | None, source: str,
     return convert_rows(rows, convert, skipped)
 
 
+def _point_batches(counts: list[int], max_points: int | None) -> tuple[list[list[int]], int]:
+    """PixMoPoints' sub-examples: labels with > max_points points dropped, the rest split greedily so
+    no example holds more than max_points points. Returns (index batches, labels dropped)."""
+    batches, on, total, dropped = [], [], 0, 0
+    for i, n in enumerate(counts):
+        if max_points and n > max_points:
+            dropped += 1
+            continue
+        if max_points and total + n > max_points and on:
+            batches.append(on)
+            on, total = [], 0
+        on.append(i)
+        total += n
+    return batches + ([on] if on else []), dropped
+
+
+def _modes(url: str, label_points: list[tuple[str, list]], modes: tuple[str, ...], source: str, image,
+           tag: str = "") -> Iterator[Example]:
+    """One Example per Molmo2 counting mode ("pointing" / "point_count"), one branch per label."""
+    for mode in modes:
+        convs = [_qa(f"Point to the {label}." if mode == "pointing" else f"How many {label} are there?",
+                     formats.format_points([(1, xy)], label) if mode == "pointing"
+                     else formats.format_count([(1, xy)], label), mode) for label, xy in label_points]
+        count = {"count": len(label_points[0][1])} if mode == "point_count" and len(label_points) == 1 else {}
+        yield Example(url if len(modes) == 1 and not tag else f"{url}#{tag}{mode}", source,
+                      Task.POINTING if mode == "pointing" else Task.COUNTING, convs, images=[image],
+                      points=[Points(label, xy) for label, xy in label_points], **count)
+
+
 def read_pixmo_points(rows: Iterable[Row], *, media_root: str | None, source: str,
-                      skipped: MutableMapping[str, int], collection_method: str | None = None
+                      skipped: MutableMapping[str, int], collection_method: str | None = None,
+                      max_points: int | None = 60, modes: tuple[str, ...] = ("pointing", "point_count")
                       ) -> Iterator[Example]:
     """allenai/pixmo-points (image_url, image_sha256, points [{x, y}] 0-100, count, label,
-    collection_method): rows of one image grouped into a message tree, one branch per label."""
+    collection_method): labels of one image in a message tree, one branch per label.
+
+    As Molmo2's `PixMoPoints(counting="both", max_points=60, max_total_points_per_example=60)`: labels
+    with more than 60 points are dropped (counted as `filtered`), an image's labels are split into
+    examples of at most 60 points, and each is emitted in both modes (pointing and point_count).
+    """
     if collection_method is not None:
         rows = (r for r in rows if r["collection_method"] == collection_method)
 
-    def branch(row: Row) -> tuple[Conversation, Points]:
+    def branch(row: Row) -> tuple[str, list]:
         xy = [(clip01(p["x"] / 100), clip01(p["y"] / 100)) for p in row["points"]]
         if len(xy) != row["count"]:
             raise BadSample("bad_annotation", f"{row['image_url']}: count {row['count']} "
                                               f"but {len(xy)} points")
-        return (_qa(f"Point to the {row['label']}.",
-                    formats.format_points([(1, xy)], row["label"]), "pointing"),
-                Points(row["label"], xy))
+        return row["label"], xy
 
-    def convert(group: list[Row]) -> Example | None:
-        branches = keep_good(group, branch, skipped)
-        if not branches:
+    def convert(group: list[Row]) -> list[Example] | None:
+        labels = keep_good(group, branch, skipped)
+        batches, dropped = _point_batches([len(xy) for _, xy in labels], max_points)
+        if dropped:
+            skipped["filtered"] = skipped.get("filtered", 0) + dropped
+        if not batches:
             return None
         url = group[0]["image_url"]
-        return Example(url, source, Task.POINTING, [c for c, _ in branches],
-                       points=[p for _, p in branches],
-                       images=[pixmo_image(url, media_root, group[0].get("image_sha256"))])
-    return convert_rows(group_rows(rows, "image_url"), convert, skipped)
+        image = pixmo_image(url, media_root, group[0].get("image_sha256"))
+        return [ex for b, batch in enumerate(batches) for ex in _modes(
+            url, [labels[i] for i in batch], modes, source, image, f"{b}:" if len(batches) > 1 else "")]
+    for examples in convert_rows(group_rows(rows, "image_url"), convert, skipped):
+        yield from examples
 
 
 def read_pixmo_count(rows: Iterable[Row], *, media_root: str | None, source: str,
-                     skipped: MutableMapping[str, int]) -> Iterator[Example]:
+                     skipped: MutableMapping[str, int], modes: tuple[str, ...] = ("pointing", "point_count")
+                     ) -> Iterator[Example]:
     """allenai/pixmo-count (image_url, image_sha256, count, points {x: [], y: []} in pixels,
-    label): point-then-count. Pixel points are normalised with the downloaded image's size."""
-    def convert(row: Row) -> Example:
+    label), in both of Molmo2's `PixMoCount(counting="both")` modes: pointing and point-then-count.
+    Pixel points are normalised with the downloaded image's size."""
+    def convert(row: Row) -> list[Example]:
         image = pixmo_image(row["image_url"], media_root, row.get("image_sha256"))
         w, h = image_size(media_root, image)
         pts = row.get("points") or {"x": [], "y": []}
@@ -82,12 +121,9 @@ def read_pixmo_count(rows: Iterable[Row], *, media_root: str | None, source: str
         if len(xy) != row["count"]:
             raise BadSample("bad_annotation", f"{row['image_url']}: count {row['count']} but "
                                               f"{len(xy)} points")
-        label = row["label"]
-        answer = formats.format_count([(1, xy)], label)
-        return Example(row["image_url"], source, Task.COUNTING,
-                       [_qa(f"How many {label} are there?", answer, "point_count")],
-                       images=[image], points=[Points(label, xy)], count=row["count"])
-    return convert_rows(rows, convert, skipped)
+        return list(_modes(row["image_url"], [(row["label"], xy)], modes, source, image))
+    for examples in convert_rows(rows, convert, skipped):
+        yield from examples
 
 
 def read_pixmo_qa(rows: Iterable[Row], *, media_root: str | None, source: str,

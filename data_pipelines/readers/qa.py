@@ -99,7 +99,8 @@ class QaSpec:
     options + answer when the answer is given as text); negatives: the correct `answer` plus
     wrong ones, placed at a fixed position; correct: per-option flags, the one equal to
     correct_value is the answer (questions with several are skipped as upstream);
-    mode: "oe", "mc", "both" (IntentQA/TGIF `all`) or "auto" (MC where the item has options).
+    mode: "oe", "mc", "both" (IntentQA/TGIF `all`: MC and open, open only for items without
+    options) or "auto" (MC where the item has options, else open).
     """
 
     question: str = "question"
@@ -161,9 +162,11 @@ def qa_conversations(item: Mapping[str, Any], spec: QaSpec, prefix: str = ""
         raise BadSample("bad_annotation", "empty question")
     out = []
     mode = spec.mode
-    if mode == "auto":
-        head = (spec.options if isinstance(spec.options, str) else None) or spec.negatives
-        mode = "mc" if head and head.split(".")[0] in item else "oe"
+    if mode in ("auto", "both"):  # no options on this item (CLEVRER / TGIF count): open only
+        head = spec.negatives or (spec.options if isinstance(spec.options, str)
+                                  else (spec.options or ("",))[0])
+        has = bool(head) and item.get(head.split(".")[0]) not in (None, "")
+        mode = ("mc" if mode == "auto" else "both") if has else "oe"
     if mode in ("mc", "both"):
         prompt, answer = mc_turn(question, *_options(item, spec))
         out.append(Conversation([Message("user", prompt), Message("assistant", answer)],

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from data_pipelines.readers.base import iter_rows
+from data_pipelines.readers.base import is_hidden, iter_rows
 
 TABLE_FILES = (".csv", ".tsv", ".txt")
 KEY = "_key"   # the id a row had in a JSON object keyed by id
@@ -26,13 +26,20 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
                delimiter: str | None = None) -> Iterator[dict[str, Any]]:
     """Dict rows of `path`.
 
-    .csv/.tsv: one row per line (header row unless header=False: columns "0", "1", ...;
+    .arrow: a `save_to_disk` dataset shard; .csv/.tsv: one row per line (header row unless
+    header=False: columns "0", "1", ...;
     TGIF's `.csv` files are tab-separated: delimiter); .txt: {"line": text}; .json: a list, or
     the list/object under `record_path` (dotted; ignored for a file that is a list, so one
-    setting serves ActivityNet's database and QA files), an object's entries becoming rows with
-    their key in `_key`; anything else: `base.iter_rows`.
+    setting serves ActivityNet's database and QA files), an object of objects / lists / scalars
+    becoming one row per entry with its key in `_key` (a list or scalar in `value`), a mixed
+    object one row (AI2D question files); anything else: `base.iter_rows`.
     """
-    if path.endswith((".csv", ".tsv")):
+    if path.endswith(".arrow"):  # `datasets.Dataset.save_to_disk` shards (Arrow IPC stream)
+        import pyarrow as pa
+        with pa.memory_map(path) as src:
+            for batch in pa.ipc.open_stream(src):
+                yield from batch.to_pylist()
+    elif path.endswith((".csv", ".tsv")):
         with open(path, newline="") as f:
             delim = delimiter or ("\t" if path.endswith(".tsv") else ",")
             if header:
@@ -49,7 +56,9 @@ def iter_table(path: str, record_path: str | None = None, header: bool = True,
         for part in (record_path.split(".") if record_path and isinstance(data, dict) else ()):
             data = data[part]
         if isinstance(data, dict):
-            if record_path is None and not all(isinstance(v, dict) for v in data.values()):
+            keyed = any(all(isinstance(v, t) for v in data.values())
+                        for t in (dict, list, (str, int, float)))
+            if record_path is None and not keyed:
                 yield {**data, FILE: os.path.basename(path)}   # one record per file
                 return
             for k, v in data.items():
@@ -69,8 +78,8 @@ def table_files(spec: Any, raw: str) -> list[str]:
     if spec.repo is not None and not spec.data_files:
         return dataset_files(spec, raw)
     root = os.path.join(raw, "hf", spec.repo) if spec.repo else raw
-    return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p))
-                   if os.path.isfile(f) and "/." not in os.path.relpath(f, root)})
+    return sorted({f for p in spec.data_files for f in glob.glob(os.path.join(root, p), recursive=True)
+                   if os.path.isfile(f) and not is_hidden(os.path.relpath(f, root))})
 
 
 def dataset_rows(spec: Any, raw: str) -> Iterator[dict[str, Any]]:

@@ -277,7 +277,7 @@ def export_tensors(state, cfg: Molmo2Config) -> Iterable[tuple[str, np.ndarray]]
 
 def hf_config_dict(cfg: Molmo2Config) -> dict:
     """Molmo2Config -> transformers' Molmo2 `config.json` contents."""
-    v, c, t = cfg.vit, cfg.connector, cfg.text
+    v, c, t, ids = cfg.vit, cfg.connector, cfg.text, cfg.token_ids
     rope = {"rope_type": "default", "rope_theta": t.rope_theta, **dict(t.rope_scaling)}
     return {
         "architectures": ["Molmo2ForConditionalGeneration"],
@@ -306,10 +306,9 @@ def hf_config_dict(cfg: Molmo2Config) -> dict:
             else list(range(t.num_layers)),
             "rms_norm_eps": t.rms_norm_eps, "norm_after": t.norm_after, "tie_word_embeddings": False,
         },
-        "image_patch_id": cfg.image_patch_id, "image_start_token_id": cfg.image_start_token_id,
-        "image_end_token_id": cfg.image_end_token_id,
-        "low_res_image_start_token_id": cfg.low_res_image_start_token_id,
-        "frame_start_token_id": cfg.frame_start_token_id, "frame_end_token_id": cfg.frame_end_token_id,
+        "image_patch_id": ids.image_patch, "image_start_token_id": ids.image_start,
+        "image_end_token_id": ids.image_end, "low_res_image_start_token_id": ids.low_res_image_start,
+        "frame_start_token_id": ids.frame_start, "frame_end_token_id": ids.frame_end,
         "tie_word_embeddings": False,
         "dtype": "float32",
     }

@@ -60,8 +60,8 @@ def example_media(example: Example, media_root: str | None, video_cfg) -> tuple[
     return images, videos
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
+def _round_up(n: int, multiple: int) -> int:
+    return -(-int(n) // multiple) * multiple
 
 
 def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, np.ndarray]:
@@ -69,8 +69,8 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, 
 
     input_ids / attention_mask / mm_token_type_ids [B, T] left-padded; crops of all rows concatenated in
     row order (the model assigns pooled features to <im_patch> tokens batch-major) with pooling indices
-    offset into the concatenation; crops and pooling rows padded to powers of two (zero crops, -1 rows:
-    no feature) so batches of different content share compiled shapes.
+    offset into the concatenation; crops padded to a multiple of 8 and pooling rows to a multiple of 256
+    (zero crops, -1 rows: no feature) so batches of different content share compiled shapes.
     """
     length = max(r["input_ids"].shape[1] for r in rows)
     out: dict[str, np.ndarray] = {}
@@ -88,8 +88,8 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, 
             tables.append(np.where(r[pool] >= 0, r[pool] + offset, -1))
             offset += r[pix].shape[0] * r[pix].shape[1]
         px, tb = np.concatenate(crops), np.concatenate(tables)
-        out[pix] = np.pad(px, ((0, _pow2(len(px)) - len(px)), (0, 0), (0, 0)))  # [crops', patches, dim]
-        out[pool] = np.pad(tb, ((0, _pow2(len(tb)) - len(tb)), (0, 0)), constant_values=-1)  # [tokens', W]
+        out[pix] = np.pad(px, ((0, _round_up(len(px), 8) - len(px)), (0, 0), (0, 0)))  # [crops', patches, dim]
+        out[pool] = np.pad(tb, ((0, _round_up(len(tb), 256) - len(tb)), (0, 0)), constant_values=-1)  # [tokens', W]
     return out
 
 
@@ -107,9 +107,13 @@ def generate_batch(model, processor, prompts: Sequence[Mapping[str, np.ndarray]]
 
 
 def _read_done(path: str) -> dict[tuple[str, str], dict]:
-    """Records already in predictions.jsonl, by (benchmark, example id); a torn last line is ignored."""
+    """Records already in predictions.jsonl, by (benchmark, example id); a torn last line is cut off."""
     done: dict[tuple[str, str], dict] = {}
     if os.path.exists(path):
+        with open(path, "rb+") as f:  # a run killed mid-write leaves a line without its newline
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
         with open(path) as f:
             for line in f:
                 try:
@@ -135,6 +139,8 @@ def run_tasks(model, processor, tasks: Sequence[BenchmarkRun], out_dir: str, *, 
     total = sum(len(t.examples) for t in tasks)
     bar = tqdm(total=total, desc="eval", unit="ex", disable=not progress, dynamic_ncols=True)
     summary: dict[str, dict] = {}
+    for task in tasks:
+        unique_ids(task.examples)
     with open(path, "a") as sink:
         for task in tasks:
             records = [done[(task.name, ex.id)] for ex in task.examples if (task.name, ex.id) in done]
@@ -169,6 +175,15 @@ def run_tasks(model, processor, tasks: Sequence[BenchmarkRun], out_dir: str, *, 
     return summary
 
 
+def unique_ids(examples: Sequence[Example]) -> None:
+    """Make example ids unique within a benchmark (a repeated id gets "#2", "#3"...): resume keys on them."""
+    seen: dict[str, int] = {}
+    for ex in examples:
+        k = seen[ex.id] = seen.get(ex.id, 0) + 1
+        if k > 1:
+            ex.id = f"{ex.id}#{k}"
+
+
 def _mask_loader(media_root: str | None) -> Callable[[str], np.ndarray]:
     from data_pipelines.media import resolve
     from data_pipelines.readers.eval_sets import mask_from_png
@@ -193,11 +208,20 @@ def markdown_table(summary: Mapping[str, Mapping], published: Mapping[str, float
     return "\n".join(rows) + "\n"
 
 
+def _no_nan(value: Any) -> Any:
+    """NaN (a score over no examples) -> None, so summary.json is strict JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _no_nan(v) for k, v in value.items()}
+    return value
+
+
 def write_summary(out_dir: str, summary: Mapping[str, Any], table: str | None = None) -> None:
-    """summary.json (and results.md) in `out_dir`."""
+    """summary.json (NaN written as null) and results.md in `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=float)
+        json.dump(_no_nan(summary), f, indent=2, default=float, allow_nan=False)
     if table is not None:
         with open(os.path.join(out_dir, "results.md"), "w") as f:
             f.write(table)

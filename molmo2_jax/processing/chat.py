@@ -8,9 +8,8 @@ token `<|im_end|>`. An answer's closing `<|im_end|>` is emitted by the next user
 Training examples are (input, target) pairs already shifted by one. A *message tree* encodes one
 image/video once with K conversations ("branches") after it: the shared prefix has branch id -1,
 branch k's tokens have id k and attend only to the prefix and themselves; positions restart after
-the prefix in every branch. Loss weights follow Molmo2 (allenai's `MessageWeight`): each branch's
-answer tokens get 2/sqrt(n) (n = its loss tokens) divided by sqrt(K); pointing/tracking sets use a
-flat 0.2 and long video captions a flat 0.1 instead; pre-training uses 1.
+the prefix in every branch. Loss weights: `loss_weighting` reads the one table `SFT_LOSS_WEIGHTS`
+(allenai's `MessageWeight` rules, see there); `branch_weights` applies a rule.
 """
 
 from __future__ import annotations
@@ -50,14 +49,51 @@ class LossWeighting:
     """How an example's answer tokens are weighted in the loss (allenai's `MessageWeight`)."""
 
     root_length: bool = True  # x 2/sqrt(n), n = loss tokens of the branch
-    root_branches: bool = True  # / sqrt(K), K = branches sharing the media
+    root_branches: bool = True  # / sqrt(K), K = branches sharing the media (`root_subsegments`)
     weight: float | None = None  # flat factor
 
 
+# The rules and where allenai/molmo2 sets them:
+#   launch_scripts/sft.py: `loss_token_weighting = "root_subsegments_root_tokens"` for every SFT set,
+#   `point_weight = MessageWeight(weight=0.2, root_length=False, root_subsegments=False)` on the
+#   tracking, video_pointing and image_pointing sets, `cap_weight` (the same with 0.1) on
+#   vixmo3_top_level_captions_min_3; launch_scripts/pretrain.py leaves `loss_token_weighting` None (1).
 SFT_WEIGHTING = LossWeighting()
 POINTING_WEIGHTING = LossWeighting(root_length=False, root_branches=False, weight=0.2)
 LONG_CAPTION_WEIGHTING = LossWeighting(root_length=False, root_branches=False, weight=0.1)
 UNWEIGHTED = LossWeighting(root_length=False, root_branches=False)
+
+# The one loss-weight table: task kind (data_pipelines.schema.Task) or dataset name -> rule; every
+# other SFT example gets SFT_WEIGHTING. Rows name the allenai sets they stand for.
+SFT_LOSS_WEIGHTS: Mapping[str, LossWeighting] = {
+    "pointing": POINTING_WEIGHTING,            # pixmo_points_train, pixmo_points_high_freq_train, cosyn_point
+    "counting": POINTING_WEIGHTING,            # pixmo_count_train
+    "pixmo_multi_points": POINTING_WEIGHTING,  # image_pointing, though its task is multi_image
+    "video_pointing": POINTING_WEIGHTING,      # vixmo_points_minmax_*, academic_points_clip_63s_2fps
+    "tracking": POINTING_WEIGHTING,            # every TRACKING_MIXTURE set
+    "vixmo3_top_level_captions_min_3": LONG_CAPTION_WEIGHTING,  # only this set: other video captions are SFT
+}
+# Mixtures trained with pre-training weights (1 everywhere): stage 1 and the synthetic demo.
+PRETRAINING_MIXTURES = frozenset({"stage1", "synthetic"})
+
+
+def loss_weighting(task: str, dataset: str = "", mixture: str = "") -> LossWeighting:
+    """The loss rule of one example: by mixture (pre-training), then dataset, then task (`SFT_LOSS_WEIGHTS`)."""
+    if mixture in PRETRAINING_MIXTURES:
+        return UNWEIGHTED
+    return SFT_LOSS_WEIGHTS.get(dataset) or SFT_LOSS_WEIGHTS.get(task, SFT_WEIGHTING)
+
+
+def branch_weights(loss_mask: Sequence[float], weighting: LossWeighting, num_branches: int) -> np.ndarray:
+    """One branch's per-token loss weights from its 0/1 mask: x 2/sqrt(n), / sqrt(K), x flat weight."""
+    w = np.asarray(loss_mask, np.float64)
+    if weighting.root_length:
+        w *= 2 / math.sqrt(w.sum())
+    if weighting.root_branches:
+        w /= math.sqrt(num_branches)
+    if weighting.weight is not None:
+        w *= weighting.weight
+    return w
 
 
 @dataclasses.dataclass
@@ -68,7 +104,22 @@ class TrainingTokens:
     target_ids: np.ndarray  # [T] int32
     loss_weights: np.ndarray  # [T] float32, 0 = no loss
     branch_ids: np.ndarray  # [T] int32, -1 = shared prefix, k = branch k
-    position_ids: np.ndarray  # [T] int32
+
+    @property
+    def position_ids(self) -> np.ndarray:
+        """[T] int32 message-tree positions (`branch_positions`)."""
+        return branch_positions(self.branch_ids)
+
+
+def branch_positions(branch_ids: np.ndarray) -> np.ndarray:
+    """Message-tree positions: each token's index among the tokens it sees (the shared prefix, then its branch)."""
+    shared = branch_ids == SHARED_BRANCH
+    shared_before = np.cumsum(shared) - shared
+    pos = np.where(shared, shared_before, 0).astype(np.int32)
+    for b in np.unique(branch_ids[~shared]):
+        m = branch_ids == b
+        pos[m] = shared_before[m] + np.arange(m.sum())
+    return pos
 
 
 def message_text(content: str | Sequence[Mapping[str, Any]]) -> str:
@@ -183,29 +234,20 @@ def encode_training_example(tok: Tokenizer, branches: Sequence[Sequence[Message]
     prefix = [tok.bos_token_id] + tok.encode(media_prefix(num_images, num_videos) + subtitles.pop())
     encoded = [_branch_tokens(tok, _split_subtitle(b)[1]) for b in branches]
 
-    inputs, targets, weights, branch_ids, positions = [], [], [], [], []
+    inputs, targets, weights, branch_ids = [], [], [], []
     first = encoded[0][0]
     inputs += prefix
     targets += prefix[1:] + first[:1]
     weights += [0.0] * len(prefix)
     branch_ids += [SHARED_BRANCH] * len(prefix)
-    positions += range(len(prefix))
     k = len(encoded)
     for b, (ids, mask) in enumerate(encoded):
-        w = np.asarray(mask[1:] + [1.0], np.float64)  # target-aligned; the final EOS has a loss
-        if weighting.root_length:
-            w *= 2 / math.sqrt(w.sum())
-        if weighting.root_branches:
-            w /= math.sqrt(k)
-        if weighting.weight is not None:
-            w *= weighting.weight
+        w = branch_weights(mask[1:] + [1.0], weighting, k)  # target-aligned; the final EOS has a loss
         inputs += ids
         targets += ids[1:] + [tok.eos_token_id]
         weights += w.tolist()
         branch_ids += [b] * len(ids)
-        positions += range(len(prefix), len(prefix) + len(ids))
     return TrainingTokens(
         np.asarray(inputs, np.int32), np.asarray(targets, np.int32),
         np.asarray(weights, np.float32), np.asarray(branch_ids, np.int32),
-        np.asarray(positions, np.int32),
     )

@@ -3,29 +3,40 @@
 Reads `data_pipelines.schema.Example` by its fields (no import, so either side can change
 independently): conversations (K > 1 = a message tree over the same media), images (decoded
 `array`, or `data`/`path`), an optional video (path or bytes, optional [start_s, end_s] clip),
-`task` and `meta["loss_weight"]`. Loss weights follow Molmo2: SFT answers 2/sqrt(n)/sqrt(K);
-pointing, counting and tracking a flat 0.2; long video captions a flat 0.1 (a dataset's
-`meta["loss_weight"]` overrides); pre-training 1 everywhere.
+`task` and `source` (the dataset), which pick the loss rule from `chat.SFT_LOSS_WEIGHTS`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import zlib
 from typing import Any
 
 import numpy as np
 
-from molmo2_jax.processing.chat import (LONG_CAPTION_WEIGHTING, POINTING_WEIGHTING, SFT_WEIGHTING,
-                                        UNWEIGHTED, LossWeighting)
+from molmo2_jax.processing.chat import LossWeighting, loss_weighting
 from molmo2_jax.processing.processor import Molmo2Processor
 from molmo2_jax.processing.video import load_video
 
-# Task kinds (data_pipelines.schema.Task) whose datasets Molmo2 trains with flat weights.
-FLAT_WEIGHTS = {
-    "pointing": POINTING_WEIGHTING, "counting": POINTING_WEIGHTING,
-    "video_pointing": POINTING_WEIGHTING, "tracking": POINTING_WEIGHTING,
-    "video_caption": LONG_CAPTION_WEIGHTING,
-}
+
+LABEL_STYLES = ("pointing", "point_count", "cosyn_point")  # "style: label", no length hint
+NO_QUESTION_STYLES = ("long_caption", "transcript")  # PixMo-Cap has no question: the prompt is the prefix alone
+
+
+def style_and_length_v2(style: str, prompt: str, answer: str, rng: np.random.Generator) -> str:
+    """Molmo2 pre-training's user turn (DataFormatter system_prompt='style_and_length_v2', templates 'none').
+
+    Pointing styles: "pointing: label"; every other style gets a noisy length hint 90% of the time,
+    "long_caption 57:" with N = (len(answer) + round-down normal(0, 25)) // 15, else "long_caption:".
+    """
+    if style in LABEL_STYLES:
+        prefix = f"{style}:"
+    elif rng.random() > 0.10:
+        prefix = f"{style} {(len(answer) + int(rng.normal(scale=25))) // 15}:"
+    else:
+        prefix = f"{style}:"
+    return f"{prefix} {prompt}" if prompt else prefix
 
 
 @dataclasses.dataclass
@@ -33,23 +44,37 @@ class ExampleEncoder:
     """Example -> `Molmo2Processor.training_example` arrays (input/target ids, weights, media)."""
 
     processor: Molmo2Processor
-    pretraining: bool = False  # stage 1: every answer token weighs 1
+    mixture: str = ""  # the config's `data.mixture`: pre-training mixtures weigh every answer token 1
+    system_prompt: str = ""  # "style_and_length_v2": Molmo2 stage-1 prompts (`style_and_length_v2`)
+    high_res_datasets: frozenset = frozenset()  # SFT image pointing: Molmo2 `override_p_high_res`
+    p_high_res: float = 0.0  # fraction of their examples tiled with up to `high_res_max_crops` crops
+    high_res_max_crops: int = 24
+
+    def processor_for(self, example: Any) -> Molmo2Processor:
+        """Molmo2's high-res override: `p_high_res` of a listed dataset's images (fixed per example id) get
+        up to `high_res_max_crops` crops instead of the processor's max_crops."""
+        if example.source not in self.high_res_datasets or not example.images:
+            return self.processor
+        if np.random.default_rng(zlib.crc32(f"high_res/{example.id}".encode())).random() >= self.p_high_res:
+            return self.processor
+        high = copy.copy(self.processor)
+        high.image = dataclasses.replace(self.processor.image, max_crops=self.high_res_max_crops)
+        return high
 
     def weighting(self, example: Any) -> LossWeighting:
-        """The example's loss weighting: dataset override, else by stage and task."""
-        flat = example.meta.get("loss_weight")
-        if flat is not None:
-            return LossWeighting(root_length=False, root_branches=False, weight=float(flat))
-        if self.pretraining:
-            return UNWEIGHTED
-        return FLAT_WEIGHTS.get(example.task, SFT_WEIGHTING)
+        """The example's loss rule (`chat.loss_weighting`: by mixture, dataset, task)."""
+        return loss_weighting(example.task, example.source, self.mixture)
 
     def __call__(self, example: Any) -> dict[str, np.ndarray]:
         branches = []
-        for conv in example.conversations:
+        for k, conv in enumerate(example.conversations):
             messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content}
                                               for m in conv.messages]
-            if conv.style and messages:
+            if self.system_prompt == "style_and_length_v2" and conv.style and messages:
+                messages[0]["content"] = style_and_length_v2(
+                    conv.style, self._stage1_prompt(example, k, conv.style, messages[0]["content"]),
+                    messages[-1]["content"], np.random.default_rng(zlib.crc32(f"{example.id}/{k}".encode())))
+            elif conv.style and messages:
                 messages[0]["content"] = [{"type": "text", "text": messages[0]["content"],
                                            "style": conv.style}]
             branches.append(messages)
@@ -64,4 +89,13 @@ class ExampleEncoder:
             cfg = self.processor.video
             videos.append(load_video(ref.data or ref.path, cfg.max_frames, cfg.max_fps, clip,
                                      max_frame_pixels=cfg.max_frame_pixels, max_video_pixels=cfg.max_video_pixels))
-        return self.processor.training_example(branches, images, videos, self.weighting(example))
+        return self.processor_for(example).training_example(branches, images, videos, self.weighting(example))
+
+    @staticmethod
+    def _stage1_prompt(example: Any, branch: int, style: str, question: str) -> str:
+        """The raw prompt Molmo2 pre-training formats: a lower-cased label, nothing for captions, else the text."""
+        if style in NO_QUESTION_STYLES:
+            return ""
+        if style in ("pointing", "point_count") and len(example.points) == len(example.conversations):
+            return example.points[branch].label.lower()
+        return question

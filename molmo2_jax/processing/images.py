@@ -19,9 +19,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from molmo2_jax.processing.errors import MediaError
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.model_config import Molmo2TokenIds
 
 ImageInput = Any  # a path, encoded bytes, a PIL image or a uint8 [H, W, 3] array
+
+
+def patches_per_side(base_size: int, patch_size: int) -> int:
+    """Patches along a crop's side (images and video frames); the crop must hold whole patches."""
+    if base_size % patch_size:
+        raise ValueError(f"base_size {base_size} is not a multiple of patch_size {patch_size}")
+    return base_size // patch_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +51,6 @@ class ImageConfig:
     max_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
-        if self.base_size % self.patch_size:
-            raise ValueError(f"base_size {self.base_size} is not a multiple of patch_size "
-                             f"{self.patch_size}")
         if self.window_patches <= 0:
             raise ValueError(f"overlap_margins {self.overlap_margins} leave no window in a "
                              f"{self.crop_patches}-patch crop; use smaller margins")
@@ -55,7 +59,7 @@ class ImageConfig:
 
     @property
     def crop_patches(self) -> int:
-        return self.base_size // self.patch_size
+        return patches_per_side(self.base_size, self.patch_size)
 
     @property
     def window_patches(self) -> int:

@@ -26,8 +26,8 @@ import numpy as np
 from molmo2_jax.processing import chat as chat_lib
 from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImage, image_token_ids,
                                           load_image, process_image)
-from molmo2_jax.processing.tokenizer import (IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer,
-                                             Molmo2TokenIds, Tokenizer, load_tokenizer)
+from molmo2_jax.model_config import Molmo2TokenIds
+from molmo2_jax.processing.tokenizer import IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer, Tokenizer, load_tokenizer
 from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrames, load_video,
                                          process_video, video_token_segments)
 
@@ -186,7 +186,7 @@ class Molmo2Processor:
             cols["branch_ids"].append(np.full(len(block), text.branch_ids[t], np.int32))
         out = {k: np.concatenate(v).astype(np.float32 if k == "loss_weights" else np.int32)
                for k, v in cols.items()}
-        out["position_ids"] = branch_positions(out["branch_ids"])
+        out["position_ids"] = chat_lib.branch_positions(out["branch_ids"])
         out["mm_token_type_ids"] = self._token_arrays(out["input_ids"], batch=False)["mm_token_type_ids"]
         out.update(self._media_arrays(processed_images, processed_videos))
         return out
@@ -282,17 +282,6 @@ class Molmo2Processor:
                 [p.pooling for p in videos], [p.pixel_values.shape[:2] for p in videos])
             out["video_grids"] = np.asarray([p.grid for p in videos], np.int32)
         return out
-
-
-def branch_positions(branch_ids: np.ndarray) -> np.ndarray:
-    """Position of each token among the tokens it can see: shared ones, then its own branch's."""
-    shared = branch_ids == chat_lib.SHARED_BRANCH
-    shared_before = np.cumsum(shared) - shared
-    pos = np.where(shared, shared_before, 0).astype(np.int32)
-    for b in np.unique(branch_ids[~shared]):
-        m = branch_ids == b
-        pos[m] = shared_before[m] + np.arange(m.sum())
-    return pos
 
 
 def _offset_pooling(poolings: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> np.ndarray:

