@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 IMPLEMENTATIONS = ("xla", "dot_product", "cudnn", "blockwise", "ring", "ulysses")
 DEFAULT_BLOCK = 512  # query and key block of the blockwise kernel
+VIT_BLOCK = 256  # the ViT's 729 patches per crop: 3 blocks (padded to 768)
 _NEG = -1e30  # masked logit (finite, so fully masked blocks give exp(...) = 0, never NaN)
 
 
@@ -237,6 +238,12 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, q_info: MaskIn
     return _blockwise(q, k, v, q_info, kv_info, bq, bk)
 
 
+def full_attention_info(x: jax.Array) -> MaskInfo:
+    """MaskInfo under which every token of x [B, T, ...] sees every other (one segment, one position)."""
+    zeros = jnp.zeros(x.shape[:2], jnp.int32)
+    return MaskInfo(zeros + 1, zeros, jnp.zeros(x.shape[:2], bool))
+
+
 # ----------------------------------------------------------------------------------------------
 # The entry point
 
@@ -246,12 +253,15 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, info: MaskInfo | None, impl
     """The one attention entry point: q [B,T,N,H], k/v [B,S,K,H]; the mask comes from `info` / `kv_info`.
 
     `kv_info` defaults to `info` (self-attention); a KV-cache decode passes the cache's. `info=None` means
-    no mask (the ViT's full attention over one crop), which every impl but `cudnn` runs densely.
+    no mask (the ViT's full attention over one crop): `xla` / `dot_product` run it densely, the blockwise family
+    through the blockwise kernel with an all-visible mask (so 729-patch crops never hold heads x 729 x 729).
     `ring` / `ulysses` shard over the current mesh's `sequence` axis (self-attention without a cache only;
     otherwise, or on a mesh without that axis, they run `blockwise` locally).
     """
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"unknown attention implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+    if info is None and impl in ("blockwise", "ring", "ulysses"):  # full attention (ViT crops), kept local
+        return blockwise_attention(q, k, v, full_attention_info(q), full_attention_info(k), VIT_BLOCK)
     if info is None and impl != "cudnn":
         return reference_attention(q, k, v, None)
     if impl in ("xla", "dot_product", "cudnn"):

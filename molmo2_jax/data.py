@@ -38,7 +38,15 @@ def demo_tokenizer(config, workdir: str) -> SentencePieceTokenizer:
 
 
 def make_processor(config, workdir: str) -> Molmo2Processor:
-    """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones."""
+    """The processor a config trains with: the tiny model's small crops, or Molmo2's 378-px ones.
+
+    Fine-tuning on your JSONL (`init.checkpoint` with a saved processor or HF tokenizer) keeps the checkpoint's.
+    """
+    init = config.init.checkpoint
+    saved = ("processor.json", "tokenizer.json")
+    if config.data.mixture == "jsonl" and init and any(os.path.exists(os.path.join(init, f)) for f in saved):
+        keep_tokenizer_file(init, workdir)
+        return Molmo2Processor.load(init)
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
         vit = preset("tiny").vit
@@ -50,6 +58,18 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
     tok = load_tokenizer(config.get("tokenizer") or None)
     return Molmo2Processor(tok, ImageConfig(max_crops=config.data.max_crops_per_image),
                            VideoConfig(max_frames=max(config.data.max_frames, 1)))
+
+
+def keep_tokenizer_file(checkpoint: str, workdir: str) -> None:
+    """Copy a checkpoint's SentencePiece file to `workdir/tokenizer.model`, so the run's model/ carries it."""
+    import json
+    import shutil
+
+    path = os.path.join(checkpoint, "processor.json")
+    name = json.load(open(path)).get("tokenizer") if os.path.exists(path) else None
+    if name and name.endswith(".model"):
+        os.makedirs(workdir, exist_ok=True)
+        shutil.copy(os.path.join(checkpoint, name), os.path.join(workdir, "tokenizer.model"))
 
 
 def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
@@ -105,6 +125,11 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
         sources = synthetic_sources(config.data.num_examples, seed=config.seed, config=synthetic_config(config),
                                     tasks=tasks)
         return build_pipeline(sources, weights, encoder, spec, local_batch, **kw)
+    if config.data.mixture == "jsonl":  # your own data (configs/finetune.py), checked line by line first
+        from data_pipelines.readers.user_jsonl import load_user_data
+
+        examples = load_user_data(config.data.path, config.data.get("skip_bad", False))
+        return build_pipeline({"user_jsonl": examples}, {"user_jsonl": 1.0}, encoder, spec, local_batch, **kw)
     if not config.data.path:
         raise ValueError(f"data.path is empty: prepare the {config.data.mixture} datasets with "
                          "`python -m data_pipelines.download` and `python -m data_pipelines.writer`, then pass "

@@ -52,6 +52,10 @@ def build_optimizer(config, model: Molmo2) -> nnx.Optimizer:
     schedules = train.learning_rate_schedules(lrs, warmup, config.total_steps, config.lr_final_fraction)
     tx = train.make_optimizer(schedules, weight_decay=config.weight_decay, clip=config.grad_clip,
                               max_consecutive_nonfinite=config.max_consecutive_nonfinite)
+    if config.get("lora") is not None:  # configs/finetune.py: adapters only, or the components not frozen
+        from molmo2_jax.lora import trainable
+
+        return nnx.Optimizer(model, tx, wrt=trainable(config)), schedules
     return nnx.Optimizer(model, tx, wrt=train.trainable_filter(config.freeze_vit)), schedules
 
 
@@ -234,9 +238,15 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
         return {}
     with jax.set_mesh(mesh):
         model = build_model(config, mesh, model_cfg)
-        optimizer, schedules = build_optimizer(config, model)
     data = make_train_data(config, processor, model.cfg, jax.process_index(), jax.process_count())
-    ckpt = CheckpointIO(workdir, config)
+    lora = config.get("lora") is not None and config.lora.rank > 0  # configs/finetune.py
+    with jax.set_mesh(mesh):
+        if lora:
+            from molmo2_jax.lora import lora_from_config
+
+            model = lora_from_config(config, model, data)
+        optimizer, schedules = build_optimizer(config, model)
+    ckpt = CheckpointIO(workdir, config, model_filter=nnx.LoRAParam if lora else ...)  # LoRA: adapters only
     iterator = iter(data)
     start = ckpt.restore_latest(model, optimizer, iterator)
     if start is not None:
@@ -327,6 +337,11 @@ def export_for_inference(model, processor, path: str) -> None:
     """The final weights with their processor, loadable by `molmo2_jax.load` / generate / evaluate."""
     from molmo2_jax.checkpoints.orbax_io import save_params
 
+    if hasattr(model, "lora_scale"):  # LoRA: the adapters alone, then W + A·B·alpha/rank
+        from molmo2_jax.lora import merge_lora, save_adapters
+
+        save_adapters(os.path.join(os.path.dirname(path), "adapters"), model)
+        model = merge_lora(model)
     save_params(path, model)
     if jax.process_index() == 0:
         tok = os.path.join(os.path.dirname(path), "tokenizer.model")

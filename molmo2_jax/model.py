@@ -109,12 +109,13 @@ class Molmo2(nnx.Module):
         order = context_parallel_layout(self.attention_impl, input_ids.shape[1], cache is not None)
         if order is not None:  # ring's zig-zag token layout, undone below (ring_attention.py says why here)
             x, info = x[:, order], jax.tree.map(lambda a: a[:, order], info)
-            x = constrain(x, ("batch", "length", None))
             if dropout is not None and dropout.response_mask is not None:
                 dropout = dropout._replace(response_mask=dropout.response_mask[:, order])
+        x = constrain(x, ("batch", "length", None))  # tokens split over data x fsdp and `sequence` on a mesh
         hidden, cache = self.language_model(x, info, self.attention_impl, cache, dropout)
         if order is not None:
-            hidden = constrain(hidden[:, np.argsort(order)], ("batch", "length", None))
+            hidden = hidden[:, np.argsort(order)]
+        hidden = constrain(hidden, ("batch", "length", None))
         out = hidden if return_hidden else self.language_model.logits(hidden)
         return out if cache is None else (out, cache)
 

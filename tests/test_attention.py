@@ -196,3 +196,11 @@ def test_blockwise_with_a_block_longer_than_the_sequence():
     q, k, v, info, _ = make_case(["uneven_pack"], 12, 2, 1)
     out = blockwise_attention(q, k, v, info, block_size=512)
     np.testing.assert_allclose(np.asarray(out), np.asarray(attend(q, k, v, info, "xla")), atol=1e-5)
+
+
+def test_full_attention_without_mask_info_runs_blockwise_like_dense():
+    """The ViT passes no MaskInfo: every patch sees every patch, in the blockwise kernel too (729 = 3 blocks)."""
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 729, 2, 8)), jnp.float32) for _ in range(3))
+    want = attend(q, k, v, None, "xla")
+    np.testing.assert_allclose(np.asarray(attend(q, k, v, None, "blockwise")), np.asarray(want), atol=1e-5)

@@ -20,6 +20,7 @@ from data_pipelines.readers.pixmo import (read_pixmo_cap, read_pixmo_cap_qa, rea
                                           read_pixmo_multi_image_qa, read_pixmo_points,
                                           read_pixmo_qa)
 from data_pipelines.readers.text import read_tulu
+from data_pipelines.readers.user_jsonl import read_user_jsonl
 from data_pipelines.readers.video import (read_molmo2_cap, read_molmo2_track,
                                           read_molmo2_video_capqa, read_molmo2_video_points)
 from data_pipelines.schema import Example
@@ -48,6 +49,8 @@ READERS = {
     "academic_video_points": read_academic_video_points,
     "pixmo_multi_points": read_pixmo_multi_points,
     "hardcodes": read_hardcodes,
+    # your own fine-tuning data (configs/finetune.py; schema in readers/user_jsonl.py)
+    "user_jsonl": read_user_jsonl,
 }
 
 __all__ = ["READERS", "dataset_files", "find_files", "held_out_urls", "iter_rows",

@@ -64,7 +64,8 @@ def _flat_config(d: dict, prefix: str = "") -> dict:
 class CheckpointIO:
     """Orbax manager (async, keep-N + keep-every-K) for model + optimizer + data iterator + config."""
 
-    def __init__(self, workdir: str, config):
+    def __init__(self, workdir: str, config, model_filter=...):
+        self.model_filter = model_filter  # the model state saved/restored (LoRA: nnx.LoRAParam, the adapters)
         self.workdir = os.path.abspath(workdir)
         self.root = os.path.join(self.workdir, "checkpoints")
         self.config_json = config.to_json()
@@ -82,7 +83,8 @@ class CheckpointIO:
     def save(self, step: int, model, optimizer, iterator: grain.DatasetIterator) -> None:
         """Start an async save of `step`; the iterator state is taken now (a synchronous item)."""
         self.poll(wait=self._pending is not None)
-        state = {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
+        state = {"model": nnx.to_pure_dict(nnx.state(model, self.model_filter)),
+                 "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
         try:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
@@ -165,7 +167,7 @@ class CheckpointIO:
 
     def restore_latest(self, model, optimizer, iterator: grain.DatasetIterator) -> int | None:
         """Restore the newest good step into model, optimizer and iterator; None when there is none."""
-        states = {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
+        states = {"model": nnx.state(model, self.model_filter), "optimizer": nnx.state(optimizer)}
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                               {k: nnx.to_pure_dict(v) for k, v in states.items()})
         wanted = _flat_shapes(target)
