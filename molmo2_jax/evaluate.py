@@ -128,18 +128,24 @@ def synthetic_eval_examples(config, n: int) -> list:
 
 
 def draw_predictions(examples: Sequence, records: Sequence[dict], path: str, n: int = 8) -> None:
-    """A PNG grid of pointing predictions (points drawn on the held-out images)."""
+    """A PNG grid of pointing answers: prompt, predicted points (hit / miss) and the ground-truth boxes."""
     from PIL import Image
 
-    from molmo2_jax.visualize import draw_points, grid
+    from molmo2_jax.eval.pointing import match_points
+    from molmo2_jax.visualize import draw_prediction_panel, grid
 
     tiles = []
     for ex, rec in zip(examples, records):
         if rec["task"] == "pointing" and len(tiles) < n:
-            im = Image.fromarray(_image(ex)).resize((192, 192), Image.NEAREST)
-            scale = 192 / _image(ex).shape[1]
-            pts = [dict(p, x=p["x"] * scale, y=p["y"] * scale) for p in rec["points"]]
-            tiles.append(draw_points(im, pts, radius=5))
+            pixels = _image(ex)
+            h, w = pixels.shape[:2]
+            boxes = [(b.x0 * w, b.y0 * h, b.x1 * w, b.y1 * h) for b in target_boxes(ex)]
+            pred = [(float(p["x"]), float(p["y"])) for p in rec["points"]]
+            matched, _ = match_points(np.asarray(pred, np.float32).reshape(-1, 2),
+                                      PointTarget(boxes=np.asarray(boxes, np.float32).reshape(-1, 4)))
+            hits = [i in set(matched.tolist()) for i in range(len(pred))]
+            prompt = ex.conversations[0].messages[0].content
+            tiles.append(draw_prediction_panel(Image.fromarray(pixels), prompt, pred, boxes, hits, size=192))
     if tiles:
         grid(tiles, columns=4).save(path)
 

@@ -52,3 +52,65 @@ def draw_video_strip(frames, timestamps, points: Sequence[dict], tracks: Sequenc
         scaled = [dict(p, x=p["x"] * sx, y=p["y"] * sy) for p in here]
         tiles.append(draw_points(im.resize((size, size)), scaled))
     return grid(tiles, columns=min(4, len(tiles)))
+
+
+HIT, MISS, TRUTH = (52, 199, 89), (255, 59, 48), (0, 122, 255)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Greedy word wrap to at most `width` characters a line (PIL's default font is fixed-width enough)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line] if line else lines
+
+
+def draw_prediction_panel(image: Image.Image, prompt: str, predicted: Sequence[tuple[float, float]],
+                          truth: Sequence[tuple[float, float, float, float]], hits: Sequence[bool],
+                          size: int = 256) -> Image.Image:
+    """One pointing answer: the prompt as title, ground-truth boxes, predicted points marked hit/miss, a legend.
+
+    `predicted` are pixel (x, y) and `truth` pixel boxes (x0, y0, x1, y1) of `image`; `hits[i]` says whether
+    predicted point i was matched one-to-one to a ground-truth object (molmo2_jax/eval/pointing.py match_points).
+    """
+    sx, sy = size / image.width, size / image.height
+    body = image.convert("RGB").resize((size, size), Image.NEAREST)
+    draw = ImageDraw.Draw(body)
+    for x0, y0, x1, y1 in truth:
+        draw.rectangle([x0 * sx - 1, y0 * sy - 1, x1 * sx + 1, y1 * sy + 1], outline=TRUTH, width=2)
+    r = max(3, size // 40)
+    for (x, y), hit in zip(predicted, hits):
+        x, y = x * sx, y * sy
+        if hit:
+            draw.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], fill=(255, 255, 255))
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=HIT)
+        else:
+            for w, c in ((4, (255, 255, 255)), (2, MISS)):
+                draw.line([x - r, y - r, x + r, y + r], fill=c, width=w)
+                draw.line([x - r, y + r, x + r, y - r], fill=c, width=w)
+    title = _wrap(prompt, max(10, size // 7))[:3]
+    n_hit = int(sum(bool(h) for h in hits))
+    legend = [(HIT, "o", f"predicted, hit ({n_hit})"), (MISS, "x", f"predicted, miss ({len(hits) - n_hit})"),
+              (TRUTH, "[]", f"ground truth ({len(truth)})")]
+    line_h = 13
+    top, bottom = 6 + line_h * len(title), 6 + line_h * len(legend)
+    panel = Image.new("RGB", (size, top + size + bottom), (255, 255, 255))
+    panel.paste(body, (0, top))
+    d = ImageDraw.Draw(panel)
+    for i, text in enumerate(title):
+        d.text((4, 3 + i * line_h), text, fill=(0, 0, 0))
+    for i, (c, mark, text) in enumerate(legend):
+        y = top + size + 4 + i * line_h
+        if mark == "o":
+            d.ellipse([6, y + 1, 14, y + 9], fill=c)
+        elif mark == "x":
+            d.line([6, y + 1, 14, y + 9], fill=c, width=2)
+            d.line([6, y + 9, 14, y + 1], fill=c, width=2)
+        else:
+            d.rectangle([6, y + 1, 14, y + 9], outline=c, width=2)
+        d.text((20, y), text, fill=(0, 0, 0))
+    return panel

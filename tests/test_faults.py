@@ -140,7 +140,7 @@ def test_wrong_shape_checkpoint_names_the_parameter_and_the_config(tmp_path, ref
     workdir = tmp_path / "other"
     os.makedirs(workdir)
     shutil.copytree(reference[0] / "checkpoints", workdir / "checkpoints")
-    run = _main(workdir, COMMON + ("data.vocab_size=300",))  # a new tokenizer -> another embedding size
+    run = _main(workdir, COMMON + ("data.vocab_size=500",))  # a new tokenizer -> another embedding size
     assert run.returncode == 1
     line = _error_line(run)
     assert "embed_tokens.embedding" in line and "in the checkpoint vs" in line, line

@@ -30,3 +30,33 @@ def test_video_strip_draws_tracks_on_the_frame_with_their_time():
     tile = lambda i: arr[pad:pad + 32, pad + i * (32 + pad): pad + i * (32 + pad) + 32]  # noqa: E731
     assert tile(0).sum() == 0 and tile(2).sum() == 0
     assert tile(1)[16, 16].sum() > 0
+
+
+def test_prediction_panel_shows_title_legend_truth_and_hit_miss_marks():
+    from molmo2_jax.visualize import HIT, MISS, TRUTH, draw_prediction_panel
+
+    im = Image.new("RGB", (64, 64), (0, 0, 0))
+    panel = draw_prediction_panel(im, "Point to the red circles.", [(16, 16), (48, 48)], [(8, 8, 24, 24)],
+                                  [True, False], size=128)
+    arr = np.asarray(panel).astype(int)
+    assert panel.width == 128 and panel.height > 128  # title above and legend below the image
+    colours = {tuple(c) for c in arr.reshape(-1, 3)}
+    assert HIT in colours and MISS in colours and TRUTH in colours
+    top = panel.height - 128 - (6 + 13 * 3)  # title band height
+    assert tuple(arr[top + 32, 32]) == HIT  # the hit at (16, 16) -> (32, 32) after scaling
+    assert (arr[:top] < 128).any()  # the prompt is written in the title band
+
+
+def test_demo_predictions_png_uses_the_panel(tmp_path):
+    from data_pipelines.synthetic import SyntheticSource
+    from molmo2_jax.evaluate import _image, draw_predictions, target_boxes
+    from molmo2_jax.visualize import HIT, MISS, TRUTH
+
+    ex = SyntheticSource("pointing", 1, seed=3)[0]
+    h, w = _image(ex).shape[:2]
+    b = target_boxes(ex)[0]
+    rec = {"task": "pointing", "points": [{"x": (b.x0 + b.x1) / 2 * w, "y": (b.y0 + b.y1) / 2 * h},
+                                          {"x": 1.0, "y": 1.0}]}
+    draw_predictions([ex], [rec], str(tmp_path / "p.png"))
+    colours = {tuple(c) for c in np.asarray(Image.open(tmp_path / "p.png")).reshape(-1, 3).tolist()}
+    assert {HIT, MISS, TRUTH} <= colours
