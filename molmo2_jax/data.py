@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 from molmo2_jax.model_config import Molmo2Config, Molmo2TokenIds, preset
 from molmo2_jax.processing.images import ImageConfig
 from molmo2_jax.processing.processor import Molmo2Processor
@@ -91,7 +93,10 @@ def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config
     crop = (vit.num_patches, vit.patch_dim)
     media = [MediaField.image(config.data.max_crops, crop)]
     if config.data.max_frames:
-        media.append(MediaField.video(config.data.max_frames, crop))
+        video = MediaField.video(config.data.max_frames, crop)
+        if processor is not None:  # the processor's pooling window (the tiny demo pools frames 2x2, Molmo2 3x3)
+            video = dataclasses.replace(video, window=int(np.prod(processor.video.pooling)))
+        media.append(video)
     fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
     return PackSpec(config.seq_len, tuple(media), fields)
