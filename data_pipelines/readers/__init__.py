@@ -14,7 +14,7 @@ from data_pipelines.readers.academic_image import read_ai2d, read_image_qa
 from data_pipelines.readers.academic_video import (read_academic_video_points, read_qv_highlights,
                                                    read_video_qa, read_video_segments)
 from data_pipelines.readers.base import find_files, iter_rows, pixmo_image_path
-from data_pipelines.readers.cosyn import read_cosyn_multidoc, read_cosyn_point, read_cosyn_qa
+from data_pipelines.readers.cosyn import read_cosyn_point
 from data_pipelines.readers.molmo2_misc import read_hardcodes, read_pixmo_multi_points
 from data_pipelines.readers.pixmo import (read_pixmo_cap, read_pixmo_cap_qa, read_pixmo_count,
                                           read_pixmo_multi_image_qa, read_pixmo_points,
@@ -33,8 +33,6 @@ READERS = {
     "pixmo_cap_qa": read_pixmo_cap_qa,
     "pixmo_multi_image_qa": read_pixmo_multi_image_qa,
     "cosyn_point": read_cosyn_point,
-    "cosyn_qa": read_cosyn_qa,
-    "cosyn_multidoc": read_cosyn_multidoc,
     "tulu": read_tulu,
     "molmo2_video_points": read_molmo2_video_points,
     "molmo2_track": read_molmo2_track,
