@@ -80,8 +80,8 @@ def jax_batch(hf: dict, crop_slots: int | None = None) -> dict:
     pooling[0, :len(hf["image_token_pooling"])] = hf["image_token_pooling"]
     return {"input_ids": ids, "target_ids": target.astype(np.int32), "loss_weights": np.ones_like(ids, np.float32),
             "mm_token_type_ids": hf["mm_token_type_ids"].astype(np.int32), "segment_ids": np.ones_like(ids),
-            "positions": np.arange(t, dtype=np.int32)[None], "pixel_values": pixels, "image_token_pooling": pooling,
-            "pixel_values_segment_ids": (np.arange(slots) < len(crops)).astype(np.int32)[None]}
+            "positions": np.arange(t, dtype=np.int32)[None], "crops": pixels, "crop_pooling": pooling,
+            "crop_segment_ids": (np.arange(slots) < len(crops)).astype(np.int32)[None]}
 
 
 def bench_config(args, seq_len: int, crop_slots: int):
@@ -121,7 +121,7 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
         losses.append(float(jax.block_until_ready(out["loss"])))
         times.append(time.perf_counter() - t0)
     seq_len = batch["input_ids"].shape[1]
-    flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["pixel_values"].shape[1]))
+    flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["crops"].shape[1]))
     step_s = float(np.median(times[1:] if len(times) > 1 else times))
     out = {"side": "jax", "step_s": step_s, "tokens_per_s": seq_len / step_s, "compile_s": compile_s,
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),

@@ -111,8 +111,8 @@ def write_pack_pngs(batch: Mapping[str, np.ndarray], detokenize: Callable[[list[
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for row in range(len(batch["input_ids"])):
-        images = crops_to_images(batch["pixel_values"][row], patch)
-        crop_seg = batch["pixel_values_segment_ids"][row]
+        images = crops_to_images(batch["crops"][row], patch)
+        crop_seg = batch["crop_segment_ids"][row]
         texts = decode_batch(batch, detokenize, row)
         tiles = []
         for seg, text in enumerate(texts, start=1):

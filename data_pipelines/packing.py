@@ -3,10 +3,14 @@
 Each packed sequence holds several examples: token fields concatenated with `segment_ids`
 (1-based, 0 = pad) and `positions` restarting at 0 per example (the example's own
 `position_ids` when encode_fn gives them, e.g. message-tree branches), so attention never
-crosses examples; their crops are gathered into a fixed [max_crops, patches, patch_dim] tensor
-and their pooling indices re-offset into it (indices are global into the pack's flattened
-[max_crops * patches] crops; -1 stays -1); pooling rows and grids follow example order, i.e. the
-order of `<im_patch>` tokens. A pack is full when tokens, crops, pooled rows or grids run out.
+crosses examples. The packer owns the crop layout the model reads: ONE crop stack per pack
+(`crops` [C, patches, patch_dim], images and video frames together: they share the crop shape
+and the ViT) and ONE pooling table (`crop_pooling` [N, W], windows -1-padded to the widest)
+whose rows are in the order of the pack's `<im_patch>` tokens: examples in pack order, and
+within an example its images, then its videos (the chat template's media prefix, which the
+processor follows). Indices are local to the pack's flattened [C * patches] crops (-1 = pad);
+`crop_segment_ids` [C] names each crop's example (0 = empty slot). Grids stay per media
+kind. A pack is full when tokens, crops, pooled rows or grids run out.
 
 Token fields default to `Molmo2Processor.training_example`'s: input_ids, target_ids (already
 shifted: predict target_ids[t] after input_ids[:t + 1]; -1 = none), loss_weights (0 = no loss),
@@ -32,6 +36,7 @@ import grain
 import numpy as np
 
 from data_pipelines.schema import SKIP_REASONS, DataError
+from molmo2_jax.processing.images import stack_pooling
 
 log = logging.getLogger(__name__)
 TOO_LONG = SKIP_REASONS.index("too_long")
@@ -103,12 +108,32 @@ class PackSpec:
     token_fields: Mapping[str, tuple[str, int | float]] = dataclasses.field(
         default_factory=default_token_fields)
 
+    def __post_init__(self):
+        if len({(m.crop_shape, m.pixel_dtype) for m in self.media}) > 1:
+            raise ValueError("all MediaFields of a PackSpec share one crop stack: give them the same "
+                             f"crop_shape and pixel_dtype, got {[(m.crop_shape, m.pixel_dtype) for m in self.media]}")
+
+    @property
+    def crop_slots(self) -> int:
+        """C: crop slots of the pack's one crop stack (the media kinds' budgets together)."""
+        return sum(m.max_crops for m in self.media)
+
+    @property
+    def pool_rows(self) -> int:
+        """N: rows of the pack's one pooling table (at most one per token)."""
+        return min(self.seq_len, sum(m.max_tokens or self.seq_len for m in self.media))
+
+    @property
+    def pool_window(self) -> int:
+        """W: the widest pooling window (image 2x2 = 4, video 3x3 = 9); narrower rows are -1-padded."""
+        return max(m.window for m in self.media)
+
     def capacity(self) -> tuple[int, ...]:
-        """Budget vector: (tokens, then per media field: crops, pooled rows, grids)."""
+        """Budget vector: (tokens, then per media field: crops, pooled rows, grids; then all pooled rows)."""
         cap = [self.seq_len]
         for m in self.media:
             cap += [m.max_crops, m.max_tokens or self.seq_len, m.max_grids or m.max_crops]
-        return tuple(cap)
+        return tuple(cap + ([self.pool_rows] if self.media else []))
 
     def size(self, ex: Mapping[str, np.ndarray]) -> tuple[int, ...]:
         """What one encoded example uses of each budget in `capacity()`."""
@@ -118,7 +143,8 @@ class PackSpec:
                 size += [len(ex[m.pixels]), len(ex[m.pooling]), len(ex[m.grids])]
             else:
                 size += [0, 0, 0]
-        return tuple(size)
+        pooled = sum(len(ex[m.pooling]) for m in self.media if m.pixels in ex)
+        return tuple(size + ([pooled] if self.media else []))
 
     def check(self, ex: Mapping[str, Any]) -> None:
         """Raises ValueError when encode_fn's output does not match this spec (a code bug)."""
@@ -177,11 +203,12 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
              ) -> dict[str, np.ndarray]:
     """Concatenates examples that fit one pack into fixed-shape arrays (see module docstring).
 
-    Output (S = seq_len; per MediaField C = max_crops, N = max_tokens, G = max_grids):
+    Output (S = seq_len, C = spec.crop_slots, N = spec.pool_rows, W = spec.pool_window; per
+    MediaField G = max_grids):
       token fields [S] (their dtype, padded), segment_ids [S] int32, positions [S] int32,
       source_ids [S] int32 (the dataset index of each token's example, -1 = pad),
-      <pixels> [C, patches, patch_dim], <pixels>_segment_ids [C] int32, <pooling> [N, window]
-      int32, <grids> [G, grid_dim] int32, <per_grid> [G] int32 (0 pad), source_counts
+      crops [C, patches, patch_dim], crop_segment_ids [C] int32, crop_pooling [N, W] int32,
+      <grids> [G, grid_dim] int32, <per_grid> [G] int32 (0 pad), source_counts
       [num_sources] int32 (examples per dataset), skip_counts [num_sources, len(SKIP_REASONS)]
       int32 (zeros; the packer fills it).
     """
@@ -202,29 +229,32 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
         out["source_counts"][ex.get("source_index", 0)] += 1
         out["source_ids"][t:t + n] = ex.get("source_index", 0)
         t += n
+    if not spec.media:
+        return out
     for m in spec.media:
-        patches = m.crop_shape[0]
-        pixels = np.zeros((m.max_crops, *m.crop_shape), m.pixel_dtype)
-        crop_seg = np.zeros((m.max_crops,), np.int32)
-        pooling = np.full((m.max_tokens or s, m.window), -1, np.int32)
-        grids = np.zeros((m.max_grids or m.max_crops, m.grid_dim), np.int32)
-        per_grid = {k: np.zeros((m.max_grids or m.max_crops,), np.int32) for k in m.per_grid}
-        c = p = g = 0
-        for seg, ex in enumerate(examples, start=1):
-            if m.pixels not in ex:
-                continue
-            nc, npool, ng = len(ex[m.pixels]), len(ex[m.pooling]), len(ex[m.grids])
-            pixels[c:c + nc] = ex[m.pixels]
-            crop_seg[c:c + nc] = seg
-            idx = ex[m.pooling]
-            pooling[p:p + npool] = np.where(idx >= 0, idx + c * patches, -1)
-            grids[g:g + ng] = ex[m.grids]
-            for k in m.per_grid:
-                per_grid[k][g:g + ng] = ex[k]
-            c, p, g = c + nc, p + npool, g + ng
-        out[m.pixels], out[m.pixels + "_segment_ids"] = pixels, crop_seg
-        out[m.pooling], out[m.grids] = pooling, grids
-        out.update(per_grid)
+        g = m.max_grids or m.max_crops
+        grids = [ex[m.grids] for ex in examples if m.pixels in ex]
+        out[m.grids] = np.zeros((g, m.grid_dim), np.int32)
+        if grids:
+            out[m.grids][:sum(map(len, grids))] = np.concatenate(grids)
+        for k in m.per_grid:
+            out[k] = np.zeros((g,), np.int32)
+            if grids:
+                out[k][:sum(map(len, grids))] = np.concatenate([ex[k] for ex in examples if m.pixels in ex])
+    # the one crop stack and pooling table: examples in pack order, each example's media kinds in spec order
+    parts = [(seg, ex[m.pixels], ex[m.pooling]) for seg, ex in enumerate(examples, start=1)
+             for m in spec.media if m.pixels in ex]
+    crop_shape, patches = spec.media[0].crop_shape, spec.media[0].crop_shape[0]
+    out["crops"] = np.zeros((spec.crop_slots, *crop_shape), spec.media[0].pixel_dtype)
+    out["crop_segment_ids"] = np.zeros((spec.crop_slots,), np.int32)
+    out["crop_pooling"] = np.full((spec.pool_rows, spec.pool_window), -1, np.int32)
+    if parts:
+        n_crops = sum(len(px) for _, px, _ in parts)
+        out["crops"][:n_crops] = np.concatenate([px for _, px, _ in parts])
+        out["crop_segment_ids"][:n_crops] = np.concatenate([np.full(len(px), seg) for seg, px, _ in parts])
+        table = stack_pooling([pool for _, _, pool in parts], [len(px) * patches for _, px, _ in parts],
+                              spec.pool_window)
+        out["crop_pooling"][:len(table)] = table
     return out
 
 
@@ -236,12 +266,10 @@ def packing_efficiency(segment_ids: np.ndarray) -> float:
 def crop_counts(batch: Mapping[str, np.ndarray]) -> tuple[int, int]:
     """(real crops, crop slots) of packed sequences: the ViT runs on every slot, so real / slots is its
     utilisation (the `crop_utilisation` training metric)."""
-    real = slots = 0
-    for key in ("pixel_values_segment_ids", "pixel_values_videos_segment_ids"):
-        if key in batch:
-            real += int(np.sum(np.asarray(batch[key]) > 0))
-            slots += int(np.asarray(batch[key]).size)
-    return real, slots
+    if "crop_segment_ids" not in batch:
+        return 0, 0
+    seg = np.asarray(batch["crop_segment_ids"])
+    return int(np.sum(seg > 0)), int(seg.size)
 
 
 class PackIterDataset(grain.IterDataset):

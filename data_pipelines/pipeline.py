@@ -191,9 +191,10 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
       (processing's encoder; see `packing.PackSpec.check` for the contract); spec: packed shape;
       batch_size: packed sequences per batch on this process.
 
-    Each batch: token fields [B, S], segment_ids [B, S], positions [B, S] and per MediaField
-    pixels [B, C, patches, dim], <pixels>_segment_ids [B, C], pooling [B, N, window] (indices
-    into each row's own [C * patches] crops), grids [B, G, grid_dim].
+    Each batch: token fields [B, S], segment_ids [B, S], positions [B, S], each row's one crop
+    stack crops [B, C, patches, dim] (images and frames) with crop_segment_ids [B, C] and one
+    pooling table crop_pooling [B, N, W] (rows in `<im_patch>` order, indices into the row's own
+    [C * patches] crops; `packing.assemble`), and per MediaField grids [B, G, grid_dim].
 
     A dataset whose last `max_consecutive_skips` records were all skipped stops the iterator with
     `DataError` naming it, the reasons and an example (an all-bad dataset would otherwise spin forever).

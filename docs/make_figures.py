@@ -287,8 +287,8 @@ def packed_batch() -> Image.Image:
     eff = (seg > 0).mean()
     label(d, (pad, 4), f"demo batch: {rows} rows x {t} tokens, {seg.max(1).sum()} examples, {eff:.0%} non-padding; "
                        "per row: segment | vision tokens | loss weight")
-    images = [crops_to_images(np.asarray(batch["pixel_values"][r]), model_cfg.vit.patch_size) for r in range(rows)]
-    crop_seg = np.asarray(batch["pixel_values_segment_ids"])
+    images = [crops_to_images(np.asarray(batch["crops"][r]), model_cfg.vit.patch_size) for r in range(rows)]
+    crop_seg = np.asarray(batch["crop_segment_ids"])
     wmax = max(float(weights.max()), 1e-6)
     for r in range(rows):
         y = 24 + r * (3 * rh + 10)

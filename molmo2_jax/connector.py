@@ -11,17 +11,22 @@ from molmo2_jax.model_config import ConnectorConfig
 
 
 def gather_windows(features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Group patches into pooling windows: features [crops, patches, C], pooling [tokens, W] (-1 = pad)."""
-    flat = features.reshape(-1, features.shape[-1])  # [crops * patches, C]
-    valid = pooling >= 0  # [tokens, W]
-    windows = jnp.take(flat, jnp.maximum(pooling, 0), axis=0)  # [tokens, W, C]
+    """Group patches into pooling windows: features [..., crops, patches, C], pooling [..., tokens, W] (-1 = pad).
+
+    Leading dims (crop groups) are batch dims: a window only reads its own group's crops.
+    """
+    lead, (t, w), c = features.shape[:-3], pooling.shape[-2:], features.shape[-1]
+    flat = features.reshape(*lead, -1, c)  # [..., crops * patches, C]
+    valid = pooling >= 0  # [..., tokens, W]
+    idx = jnp.maximum(pooling, 0).reshape(*lead, t * w, 1)
+    windows = jnp.take_along_axis(flat, idx, axis=-2).reshape(*lead, t, w, c)  # [..., tokens, W, C]
     return windows * valid[..., None].astype(windows.dtype), valid
 
 
 def masked_mean_query(windows: jax.Array, valid: jax.Array) -> jax.Array:
-    """The pooling query of each window: the mean of its valid patches -> [tokens, 1, C]."""
+    """The pooling query of each window: the mean of its valid patches -> [..., tokens, 1, C]."""
     count = jnp.maximum(valid.sum(-1), 1).astype(windows.dtype)
-    return windows.sum(-2, keepdims=True) / count[:, None, None]
+    return windows.sum(-2, keepdims=True) / count[..., None, None]
 
 
 class AttentionPooling(nnx.Module):
@@ -37,15 +42,15 @@ class AttentionPooling(nnx.Module):
         self.o_proj = dense(inner, cfg.hidden_size, ("pool_heads", "vit_embed"), use_bias=b, dtype=dtype, rngs=rngs)
 
     def __call__(self, query: jax.Array, windows: jax.Array, valid: jax.Array) -> jax.Array:
-        t, w, _ = windows.shape
-        q = self.q_proj(query).reshape(t, self.num_heads, self.head_dim)  # [tokens, heads, hd]
-        k = self.k_proj(windows).reshape(t, w, self.num_heads, self.head_dim)  # [tokens, W, heads, hd]
-        v = self.v_proj(windows).reshape(t, w, self.num_heads, self.head_dim)
-        logits = jnp.einsum("thd,twhd->thw", q, k, preferred_element_type=jnp.float32) * self.head_dim ** -0.5
-        logits = jnp.where(valid[:, None, :], logits, jnp.finfo(jnp.float32).min)
+        *lead, w, _ = windows.shape  # lead = [..., tokens]
+        q = self.q_proj(query).reshape(*lead, self.num_heads, self.head_dim)  # [..., tokens, heads, hd]
+        k = self.k_proj(windows).reshape(*lead, w, self.num_heads, self.head_dim)  # [..., tokens, W, heads, hd]
+        v = self.v_proj(windows).reshape(*lead, w, self.num_heads, self.head_dim)
+        logits = jnp.einsum("...hd,...whd->...hw", q, k, preferred_element_type=jnp.float32) * self.head_dim ** -0.5
+        logits = jnp.where(valid[..., None, :], logits, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("thw,twhd->thd", probs, v).reshape(t, -1)
-        return self.o_proj(out)  # [tokens, hidden]
+        out = jnp.einsum("...hw,...whd->...hd", probs, v).reshape(*lead, -1)
+        return self.o_proj(out)  # [..., tokens, hidden]
 
 
 class Connector(nnx.Module):
@@ -58,7 +63,10 @@ class Connector(nnx.Module):
                                       "embed", dtype, rngs)
 
     def __call__(self, features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """features [crops, patches, C], pooling [tokens, W] -> (vectors [tokens, D], token has patches [tokens])."""
+        """features [..., crops, patches, C], pooling [..., tokens, W] -> (vectors [..., tokens, D], valid).
+
+        Leading dims are crop groups (each pools only its own crops); valid [..., tokens]: the token has patches.
+        """
         windows, valid = gather_windows(features, pooling)
         query = masked_mean_query(windows, valid)
         pooled = self.image_pooling_2d(query, windows, valid)

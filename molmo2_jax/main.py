@@ -369,8 +369,7 @@ def init_distributed() -> None:
 
 
 _MODEL_KEYS = ("input_ids", "source_ids", "target_ids", "loss_weights", "branch_ids", "mm_token_type_ids",
-               "segment_ids", "positions", "pixel_values", "image_token_pooling", "pixel_values_videos",
-               "video_token_pooling", "pixel_values_segment_ids", "pixel_values_videos_segment_ids")
+               "segment_ids", "positions", "crops", "crop_pooling", "crop_segment_ids")
 
 
 def main(argv):

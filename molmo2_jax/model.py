@@ -10,6 +10,7 @@ from flax import nnx
 from molmo2_jax.attention import MaskInfo
 from molmo2_jax.connector import Connector
 from molmo2_jax.model_config import Molmo2Config
+from molmo2_jax.processing.images import stack_pooling
 from molmo2_jax.qwen3 import KVCache, Qwen3, ResidualDropout
 from molmo2_jax.ring_attention import context_parallel_layout
 from molmo2_jax.sharding import constrain
@@ -18,7 +19,10 @@ from molmo2_jax.vit import VisionTransformer
 
 def merge_visual_inputs(pixel_values=None, image_token_pooling=None, pixel_values_videos=None,
                         video_token_pooling=None):
-    """Images then videos as one crop stack and one pooling table (narrower windows padded with -1)."""
+    """transformers' inputs -> one crop group: crops [1, N, P, D], pooling [1, M, W] (images, then videos).
+
+    The images-then-videos order is the token order of the processor's chat template (media prefix).
+    """
     parts = [(p, t) for p, t in ((pixel_values, image_token_pooling), (pixel_values_videos, video_token_pooling))
              if p is not None]
     if not parts:
@@ -26,26 +30,30 @@ def merge_visual_inputs(pixel_values=None, image_token_pooling=None, pixel_value
     for p, t in parts:
         if t is None:
             raise ValueError("pixel values were given without their token pooling indices")
-    pixels = [p.reshape(-1, p.shape[-2], p.shape[-1]) for p, _ in parts]
-    width = max(t.shape[-1] for _, t in parts)
-    tables, offset = [], 0
-    for px, (_, t) in zip(pixels, parts):
-        t = t.reshape(-1, t.shape[-1])
-        shifted = jnp.where(t >= 0, t + offset, -1)
-        tables.append(jnp.pad(shifted, ((0, 0), (0, width - t.shape[-1])), constant_values=-1))
-        offset += px.shape[0] * px.shape[1]
-    return jnp.concatenate(pixels, 0), jnp.concatenate(tables, 0)
+    pixels = [p.reshape(-1, p.shape[-2], p.shape[-1]) for p, _ in parts]  # [crops, P, D]
+    table = stack_pooling([t.reshape(-1, t.shape[-1]) for _, t in parts], [px.shape[0] * px.shape[1] for px in pixels],
+                          xp=jnp)
+    return jnp.concatenate(pixels, 0)[None], table[None]
 
 
 def add_image_features(embeds: jax.Array, is_patch: jax.Array, vecs: jax.Array, valid: jax.Array) -> jax.Array:
-    """Add the k-th valid pooled vector to the k-th <im_patch> embedding (batch-major order)."""
+    """Add the k-th valid pooled vector of a crop group to the k-th <im_patch> embedding of its rows.
+
+    embeds [B, T, D], is_patch [B, T], vecs [G, N, D], valid [G, N]: group g owns rows g*B/G .. (g+1)*B/G - 1,
+    filled row-major; nothing mixes groups (G sharded like B keeps this local to each device).
+    """
     b, t, d = embeds.shape
-    order = jnp.argsort(~valid, stable=True)  # valid tokens first, in their original order
-    vecs = vecs[order]
-    flat = is_patch.reshape(-1)
-    ordinal = jnp.clip(jnp.cumsum(flat) - 1, 0, vecs.shape[0] - 1)
-    added = jnp.where(flat[:, None], vecs[ordinal].astype(embeds.dtype), 0)
-    return embeds + added.reshape(b, t, d)
+    g = vecs.shape[0]
+    if b % g:
+        raise ValueError(f"{b} rows do not split into {g} crop groups")
+
+    def one_group(e, p, v, ok):  # e [R*T, D], p [R*T], v [N, D], ok [N]
+        v = v[jnp.argsort(~ok, stable=True)]  # valid vectors first, in their order
+        ordinal = jnp.clip(jnp.cumsum(p) - 1, 0, v.shape[0] - 1)
+        return e + jnp.where(p[:, None], v[ordinal].astype(e.dtype), 0)
+
+    out = jax.vmap(one_group)(embeds.reshape(g, -1, d), is_patch.reshape(g, -1), vecs, valid)
+    return out.reshape(b, t, d)
 
 
 class Molmo2(nnx.Module):
@@ -60,17 +68,26 @@ class Molmo2(nnx.Module):
         self.connector = Connector(cfg.connector, dtype=dtype, rngs=rngs)
         self.language_model = Qwen3(cfg.text, dtype=dtype, rngs=rngs, remat=remat)
 
-    def image_features(self, pixels: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Crops [N, patches, patch_dim] + pooling [tokens, W] -> (LLM-space vectors, token-valid flags)."""
-        layers = self.vision_tower(pixels, self.cfg.connector.feature_layers, self.attention_impl)
-        return self.connector(jnp.concatenate(layers, axis=-1), pooling)
+    def image_features(self, crops: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Crop groups [G, C, patches, patch_dim] + pooling [G, N, W] -> (LLM-space vectors [G, N, D], valid [G, N]).
 
-    def embed(self, input_ids: jax.Array, pixels: jax.Array | None = None,
+        Per group: the ViT runs crop by crop and the connector pools only that group's crops.
+        """
+        g, c = crops.shape[:2]
+        crops = constrain(crops, ("batch", None, None, None))
+        layers = self.vision_tower(crops.reshape(g * c, *crops.shape[2:]), self.cfg.connector.feature_layers,
+                                   self.attention_impl)
+        feats = jnp.concatenate(layers, axis=-1)
+        feats = constrain(feats.reshape(g, c, *feats.shape[1:]), ("batch", None, None, None))  # [G, C, P, F]
+        vecs, valid = self.connector(feats, constrain(pooling, ("batch", None, None)))
+        return constrain(vecs, ("batch", None, None)), valid
+
+    def embed(self, input_ids: jax.Array, crops: jax.Array | None = None,
               pooling: jax.Array | None = None) -> jax.Array:
-        """Token embeddings with pooled image features added at the <im_patch> positions."""
+        """Token embeddings with pooled image features added at the <im_patch> positions (crops [G, C, P, D])."""
         x = self.language_model.embed(input_ids)
-        if pixels is not None:
-            vecs, valid = self.image_features(pixels, pooling)
+        if crops is not None:
+            vecs, valid = self.image_features(crops, pooling)
             x = add_image_features(x, input_ids == self.cfg.token_ids.image_patch, vecs, valid)
         return x
 
@@ -93,18 +110,27 @@ class Molmo2(nnx.Module):
                  pixel_values_videos=None, video_token_pooling=None, mm_token_type_ids=None,
                  attention_mask=None, position_ids=None, segment_ids=None, branch_ids=None,
                  cache: KVCache | None = None, return_hidden: bool = False,
-                 dropout: ResidualDropout | None = None, *,
+                 dropout: ResidualDropout | None = None, *, crops=None, crop_pooling=None,
                  image_grids=None, image_num_crops=None, video_grids=None):
         """Logits [B, T, vocab] (and the updated cache when one is given).
+
+        Visual inputs come either as transformers' (`pixel_values` [N, P, D] + `image_token_pooling` [M, W],
+        and/or the video pair: one crop group) or as the packer's crop groups: `crops` [G, C, P, D] and
+        `crop_pooling` [G, N, W], group g's pooled vectors filling the `<im_patch>` tokens of rows
+        g*B/G .. (g+1)*B/G - 1 in order (indices local to the group's crops).
 
         `image_grids`, `image_num_crops` and `video_grids` are accepted because the processor (like
         transformers') returns them; the layout they describe is already in the pooling tables. Any
         other keyword is a TypeError, so a misspelt input cannot be silently dropped. `dropout` is
         Molmo2's residual dropout during training (None at evaluation and generation).
         """
-        pixels, pooling = merge_visual_inputs(pixel_values, image_token_pooling, pixel_values_videos,
-                                              video_token_pooling)
-        x = self.embed(input_ids, pixels, pooling)
+        if crops is None:
+            crops, crop_pooling = merge_visual_inputs(pixel_values, image_token_pooling, pixel_values_videos,
+                                                      video_token_pooling)
+        elif pixel_values is not None or pixel_values_videos is not None:
+            raise ValueError("pass either transformers' pixel_values / pixel_values_videos or the packer's crops, "
+                             "not both")
+        x = self.embed(input_ids, crops, crop_pooling)
         info = self.mask_info(input_ids, mm_token_type_ids, attention_mask, position_ids, segment_ids, branch_ids)
         order = context_parallel_layout(self.attention_impl, input_ids.shape[1], cache is not None)
         if order is not None:  # ring's zig-zag token layout, undone below (ring_attention.py says why here)

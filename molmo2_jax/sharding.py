@@ -124,5 +124,7 @@ def batch_sharding(mesh: Mesh, ndim: int, seq_axis: int | None = 1, rules=LOGICA
 
 
 def field_sharding(mesh: Mesh, name: str, ndim: int) -> NamedSharding:
-    """A packed-batch field's layout: token fields [B, T] also split T over `sequence`; crop-level fields do not."""
-    return batch_sharding(mesh, ndim, 1 if ndim == 2 and not name.startswith("pixel_values") else None)
+    """A packed-batch field's layout: token fields [B, T] also split T over `sequence`; crop-level fields
+    (`crops*`, `pixel_values*`: one crop group per row) only go by `batch`, so a row's crops stay with its tokens."""
+    crop_level = name.startswith(("crop", "pixel_values"))
+    return batch_sharding(mesh, ndim, 1 if ndim == 2 and not crop_level else None)

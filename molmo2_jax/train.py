@@ -211,43 +211,13 @@ fused_head_loss.defvjp(_fused_head_loss_fwd, _fused_head_loss_bwd)
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Packed batch -> Molmo2 inputs: every row's crops and pooling tables become one global table.
-
-    Pooled rows are put in the order their <im_patch> tokens appear: by batch row, then by the example
-    (segment) whose crop they pool, images before videos within an example; so packs that mix image and
-    video examples in any order line up. (Needs the packer's `<pixels>_segment_ids`; without them, images
-    of the whole batch come before its videos, which is right for batches of one kind.)
-    """
+    """Packed batch -> Molmo2 inputs: the packer's names renamed (its crop layout is the model's, one group per
+    row: `crops` [B, C, P, D], `crop_pooling` [B, N, W]; see `packing.assemble`)."""
     out = {"input_ids": batch["input_ids"], "mm_token_type_ids": batch["mm_token_type_ids"],
            "segment_ids": batch["segment_ids"], "position_ids": batch["positions"],
            "branch_ids": batch.get("branch_ids")}
-    kinds = [(pix, pool) for pix, pool in (("pixel_values", "image_token_pooling"),
-                                           ("pixel_values_videos", "video_token_pooling")) if pix in batch]
-    if not kinds:
-        return out
-    width = max(batch[pool].shape[-1] for _, pool in kinds)
-    pixels, tables, keys, offset = [], [], [], 0
-    for kind, (pix, pool) in enumerate(kinds):
-        b, crops, patches = batch[pix].shape[:3]
-        local = batch[pool]  # [B, N, W] indices into the row's own crops
-        rows = jnp.arange(b)[:, None, None]
-        table = jnp.where(local >= 0, local + rows * crops * patches + offset, -1)
-        tables.append(jnp.pad(table, ((0, 0), (0, 0), (0, width - local.shape[-1])), constant_values=-1)
-                      .reshape(-1, width))
-        pixels.append(batch[pix].reshape(b * crops, patches, -1))
-        valid = (local >= 0).any(-1)  # [B, N]
-        if pix + "_segment_ids" in batch:
-            crop = jnp.max(local, -1) // patches  # the crop a window pools from
-            seg = jnp.take_along_axis(batch[pix + "_segment_ids"], jnp.maximum(crop, 0), axis=1)
-        else:
-            seg = jnp.zeros_like(valid, jnp.int32)
-        big = jnp.iinfo(jnp.int32).max
-        key = jnp.where(valid, (rows[..., 0] * 65536 + seg) * 2 + kind, big)
-        keys.append(key.reshape(-1))
-        offset += b * crops * patches
-    order = jnp.argsort(jnp.concatenate(keys), stable=True)
-    out["pixel_values"] = jnp.concatenate(pixels, 0)
-    out["image_token_pooling"] = jnp.concatenate(tables, 0)[order]
+    if "crops" in batch:
+        out["crops"], out["crop_pooling"] = batch["crops"], batch["crop_pooling"]
     return out
 
 

@@ -52,7 +52,7 @@ def test_pooling_indices_gather_the_same_patches_after_packing():
     rng = np.random.default_rng(1)
     exs = [make_example(rng, 10, 2), make_example(rng, 5, 0), make_example(rng, 12, 3)]
     pack = assemble(exs, SPEC)
-    flat = pack["pixel_values"].reshape(-1, CROP[1])                 # [max_crops * patches, 6]
+    flat = pack["crops"].reshape(-1, CROP[1])                 # [max_crops * patches, 6]
     expected_rows, expected_idx = [], []
     for ex in exs:
         if "pixel_values" in ex:
@@ -60,12 +60,12 @@ def test_pooling_indices_gather_the_same_patches_after_packing():
             idx = ex["image_token_pooling"]
             expected_rows.append(np.where(idx[..., None] >= 0, own[idx], 0))
             expected_idx.append(idx)
-    packed_idx = pack["image_token_pooling"][:sum(len(i) for i in expected_idx)]
+    packed_idx = pack["crop_pooling"][:sum(len(i) for i in expected_idx)]
     got = np.where(packed_idx[..., None] >= 0, flat[packed_idx], 0)
     np.testing.assert_array_equal(got, np.concatenate(expected_rows))
     np.testing.assert_array_equal(packed_idx < 0, np.concatenate(expected_idx) < 0)  # -1 stays
-    assert (pack["image_token_pooling"][len(packed_idx):] == -1).all()
-    assert pack["pixel_values_segment_ids"].tolist() == [1, 1, 3, 3, 3, 0]
+    assert (pack["crop_pooling"][len(packed_idx):] == -1).all()
+    assert pack["crop_segment_ids"].tolist() == [1, 1, 3, 3, 3, 0]
     np.testing.assert_array_equal(pack["image_grids"][:2],
                                   np.concatenate([exs[0]["image_grids"], exs[2]["image_grids"]]))
     assert pack["image_num_crops"].tolist() == [2, 3, 0, 0, 0, 0]
@@ -193,9 +193,56 @@ def test_crop_budget_of_16_keeps_the_vit_on_real_crops():
         spec = PackSpec(seq_len=2536, media=(MediaField.image(max_crops=budget, crop_shape=(1, 1)),))
         items = [make_example_sized(rng, t, c) for t, c in _realistic_sizes(rng, 600)]
         packs = list(_run(items, spec, window=256, num_sources=1))
-        real, slots = crop_counts({"pixel_values_segment_ids": np.stack([p["pixel_values_segment_ids"]
-                                                                         for p in packs])})
+        real, slots = crop_counts({"crop_segment_ids": np.stack([p["crop_segment_ids"] for p in packs])})
         kept = [i for i in items if "pixel_values" in i and len(i["input_ids"]) <= 2536]  # the rest: too_long
         assert real == sum(len(i["pixel_values"]) for i in kept)  # no crop dropped
         util[budget] = real / slots
     assert util[16] > 3 * util[64] and util[16] > 0.5, util
+
+
+@pytest.mark.parametrize("video_first", [False, True])
+def test_one_crop_stack_and_table_line_up_with_im_patch_tokens_of_mixed_packs(video_first):
+    """Image, video and image+video examples in one pack: the k-th table row pools the k-th <im_patch> token's
+    own crops (images before videos within an example, as the chat template's media prefix puts them)."""
+    patch_id, rng = 9, np.random.default_rng(11)
+    spec = PackSpec(seq_len=200, media=(MediaField.image(max_crops=8, crop_shape=CROP),
+                                        MediaField.video(max_frames=8, crop_shape=CROP)))
+
+    def example(n_img, n_frames):  # tokens: text, then one <im_patch> per pooled row, images first
+        ex = make_example(rng, 5, 0)
+        ids, owner = [ex["input_ids"]], []  # owner: (kind, crop) each <im_patch> token pools from
+        for kind, n, window, pix, pool in (("img", n_img, 4, "pixel_values", "image_token_pooling"),
+                                           ("vid", n_frames, 9, "pixel_values_videos", "video_token_pooling")):
+            if not n:
+                continue
+            ex[pix] = rng.normal(size=(n, *CROP)).astype(np.float32)
+            crop = np.repeat(np.arange(n), 2)  # two pooled tokens per crop
+            table = crop[:, None] * CROP[0] + rng.integers(0, CROP[0], (2 * n, window))
+            table[:, -1] = -1
+            ex[pool] = table.astype(np.int32)
+            ex["image_grids" if kind == "img" else "video_grids"] = np.ones((1, 4 if kind == "img" else 3), np.int32)
+            if kind == "img":
+                ex["image_num_crops"] = np.asarray([n], np.int32)
+            ids.append(np.full(2 * n, patch_id, np.int32))
+            owner += [(kind, ex[pix][c]) for c in crop]
+        ids = np.concatenate(ids)
+        n = len(ids)
+        ex.update(input_ids=ids, target_ids=ids, loss_weights=np.ones(n, np.float32),
+                  branch_ids=np.full(n, -1, np.int32), mm_token_type_ids=(ids == patch_id).astype(np.int32))
+        return ex, owner
+
+    kinds = [(0, 3), (2, 0), (1, 2)] if video_first else [(2, 0), (0, 3), (1, 2)]
+    built = [example(*k) for k in kinds]
+    pack = assemble([ex for ex, _ in built], spec)
+    owners = [o for _, own in built for o in own]
+    table, crops = pack["crop_pooling"], pack["crops"]
+    assert table.shape == (spec.pool_rows, 9) and crops.shape == (16, *CROP)
+    assert int((pack["input_ids"] == patch_id).sum()) == len(owners) == int((table >= 0).any(-1).sum())
+    for k, (kind, own_crop) in enumerate(owners):
+        row = table[k][table[k] >= 0]
+        assert len(row) == (3 if kind == "img" else 8)  # the image window padded from 4 to 9 with -1
+        crop_of = np.unique(row // CROP[0])
+        assert len(crop_of) == 1
+        np.testing.assert_array_equal(crops[crop_of[0]], own_crop)
+    real = sum(([s] * sum(k) for s, k in enumerate(kinds, start=1)), [])
+    assert pack["crop_segment_ids"].tolist() == real + [0] * (16 - len(real))

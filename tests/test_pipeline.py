@@ -54,9 +54,9 @@ def test_batches_have_fixed_shapes_and_real_content():
     it = iter(_demo())
     batch = next(it)
     assert batch["input_ids"].shape == (2, 384) and batch["segment_ids"].shape == (2, 384)
-    assert batch["pixel_values"].shape == (2, 12, 16, 48)
-    assert batch["image_token_pooling"].shape == (2, 384, 4)
-    assert batch["video_token_pooling"].shape == (2, 384, 9)
+    assert batch["crops"].shape == (2, 12 + 12, 16, 48)  # one stack: image and frame slots
+    assert batch["crop_segment_ids"].shape == (2, 24)
+    assert batch["crop_pooling"].shape == (2, 384, 9)  # one table, image windows -1-padded to 9
     assert "source_counts" not in batch and it.counters.examples.sum() > 0
     texts = decode_batch(batch, ENC.decode)
     assert texts and all(t.startswith("<eos>") for t in texts)

@@ -22,8 +22,8 @@ def make_batch(cfg, rng, b=4, t=16):
         "input_ids": ids, "target_ids": target, "loss_weights": weights,
         "mm_token_type_ids": np.isin(ids, cfg.token_ids.vision_ids).astype(np.int32),
         "segment_ids": np.ones((b, t), np.int32), "positions": np.tile(np.arange(t, dtype=np.int32), (b, 1)),
-        "pixel_values": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, cfg.vit.patch_dim)).astype(np.float32),
-        "image_token_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),
+        "crops": rng.uniform(-1, 1, (b, 1, cfg.vit.num_patches, cfg.vit.patch_dim)).astype(np.float32),
+        "crop_pooling": np.tile(np.asarray([[[0, 1, 2, 3], [-1, -1, -1, -1]]], np.int32), (b, 1, 1)),
     }
 
 
@@ -68,7 +68,7 @@ def test_loss_falls_and_frozen_vit_gets_no_state_or_update():
 def test_non_finite_step_is_skipped_and_counted():
     cfg, model, opt = build()
     batch = make_batch(cfg, np.random.default_rng(2))
-    batch["pixel_values"][0, 0, 0, 0] = np.nan
+    batch["crops"][0, 0, 0, 0] = np.nan
     before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     out = train.make_train_step()(model, opt, jax.tree.map(jnp.asarray, batch))
     assert not bool(out["finite"])
@@ -125,31 +125,38 @@ def test_per_dataset_loss_sums_split_the_batch_loss():
     np.testing.assert_allclose(sums[0] / weights[0], float(train.weighted_cross_entropy(logits, one)[0]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("video_first", [False, True])
-def test_packs_mixing_image_and_video_examples_match_separate_forwards(our_molmo2, video_first):
-    """A pack holding an image example and a video example (either order) gives each example's own logits."""
+def test_packed_rows_mixing_image_and_video_examples_match_separate_forwards(our_molmo2):
+    """Rows packed by the packer (image then video, and video then image) give each example its own logits:
+    the packer's one crop stack and table per row is the model's input as it is."""
+    from data_pipelines.packing import MediaField, PackSpec, assemble, default_token_fields
     from hf_reference import image_inputs, jax_logits, video_inputs
 
     rng = np.random.default_rng(8)
     img, vid = image_inputs(rng, hi_grid=(1, 2)), video_inputs(rng, n_frames=3)
     want = {"img": jax_logits(our_molmo2, img), "vid": jax_logits(our_molmo2, vid)}
-    order = [("vid", vid), ("img", img)] if video_first else [("img", img), ("vid", vid)]
-    seg_of = {name: i + 1 for i, (name, _) in enumerate(order)}
-    lengths = {name: ex.arrays["input_ids"].shape[1] for name, ex in order}
-    batch = {
-        "input_ids": np.concatenate([ex.arrays["input_ids"] for _, ex in order], 1),
-        "mm_token_type_ids": np.concatenate([ex.arrays["mm_token_type_ids"] for _, ex in order], 1),
-        "segment_ids": np.concatenate([np.full((1, lengths[n]), seg_of[n]) for n, _ in order], 1),
-        "positions": np.concatenate([np.arange(lengths[n])[None] for n, _ in order], 1),
-        "pixel_values": img.arrays["pixel_values"][None],
-        "image_token_pooling": img.arrays["image_token_pooling"][None],
-        "pixel_values_segment_ids": np.full((1, len(img.arrays["pixel_values"])), seg_of["img"]),
-        "pixel_values_videos": vid.arrays["pixel_values_videos"][None],
-        "video_token_pooling": vid.arrays["video_token_pooling"][None],
-        "pixel_values_videos_segment_ids": np.full((1, len(vid.arrays["pixel_values_videos"])), seg_of["vid"]),
-    }
-    out = np.asarray(our_molmo2(**train.model_inputs(jax.tree.map(jnp.asarray, batch))))
-    start = 0
-    for name, _ in order:
-        np.testing.assert_allclose(out[:, start:start + lengths[name]], want[name], atol=1e-5)
-        start += lengths[name]
+
+    def example(inputs):  # the processor's per-example layout (token fields 1-D)
+        a = {k: np.asarray(v) for k, v in inputs.arrays.items()}
+        ids = a.pop("input_ids")[0].astype(np.int32)
+        n = len(ids)
+        ex = dict(input_ids=ids, target_ids=ids, loss_weights=np.ones(n, np.float32),
+                  branch_ids=np.full(n, -1, np.int32), mm_token_type_ids=a.pop("mm_token_type_ids")[0].astype(np.int32))
+        ex.update({k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in a.items()})
+        if "image_grids" in ex:
+            ex["image_num_crops"] = np.asarray([len(ex["pixel_values"])], np.int32)
+        return ex
+
+    crop = (our_molmo2.cfg.vit.num_patches, our_molmo2.cfg.vit.patch_dim)
+    lengths = {"img": img.arrays["input_ids"].shape[1], "vid": vid.arrays["input_ids"].shape[1]}
+    spec = PackSpec(sum(lengths.values()) + 3, (MediaField.image(4, crop), MediaField.video(4, crop)),
+                    default_token_fields(pad_id=0))  # a pad id inside the tiny vocabulary
+    orders = [("img", "vid"), ("vid", "img")]
+    exs = {"img": example(img), "vid": example(vid)}
+    packs = [assemble([exs[n] for n in order], spec) for order in orders]
+    batch = {k: jnp.asarray(np.stack([p[k] for p in packs])) for k in packs[0]}
+    out = np.asarray(our_molmo2(**train.model_inputs(batch)))
+    for row, order in enumerate(orders):
+        start = 0
+        for name in order:
+            np.testing.assert_allclose(out[row, start:start + lengths[name]], want[name][0], atol=1e-5)
+            start += lengths[name]

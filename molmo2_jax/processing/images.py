@@ -303,6 +303,23 @@ def pooling_windows(index_grid: np.ndarray, pool_h: int, pool_w: int) -> tuple[n
     return windows.reshape(rows * cols, pool_h * pool_w), rows, cols
 
 
+def stack_pooling(poolings, patches, width: int | None = None, xp=np):
+    """Pooling tables of crop stacks laid end to end -> one table over the concatenated crops.
+
+    poolings: tables [tokens_i, W_i] indexing their own stack's flattened crops (-1 = pad); patches: each
+    stack's crops * patches_per_crop. Each table is shifted by the patches of the stacks before it and
+    -1-padded to `width` (default: the widest). The one offset rule of every crop layout (processor,
+    packer, model); xp = numpy on the host, jax.numpy inside the model.
+    """
+    width = max(t.shape[-1] for t in poolings) if width is None else width
+    out, offset = [], 0
+    for table, n in zip(poolings, patches):
+        shifted = xp.where(table >= 0, table + offset, -1)
+        out.append(xp.pad(shifted, ((0, 0), (0, width - table.shape[-1])), constant_values=-1))
+        offset += int(n)
+    return xp.concatenate(out).astype(xp.int32)
+
+
 def patchify(crops: np.ndarray, patch: int) -> np.ndarray:
     """[n, S, S, C] -> [n, (S/patch)^2, patch*patch*C], patches row-major, pixels (row, col, chan)."""
     n, s, _, c = crops.shape

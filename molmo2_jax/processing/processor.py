@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from molmo2_jax.processing import chat as chat_lib
-from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImage, image_token_ids,
+from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImage, image_token_ids, stack_pooling,
                                           load_image, process_image)
 from molmo2_jax.model_config import Molmo2TokenIds
 from molmo2_jax.processing.tokenizer import IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer, Tokenizer, load_tokenizer
@@ -272,25 +272,16 @@ class Molmo2Processor:
         out: dict[str, np.ndarray] = {}
         if images:
             out["pixel_values"] = np.concatenate([p.pixel_values for p in images])
-            out["image_token_pooling"] = _offset_pooling(
-                [p.pooling for p in images], [p.pixel_values.shape[:2] for p in images])
+            out["image_token_pooling"] = stack_pooling([p.pooling for p in images],
+                                                       [np.prod(p.pixel_values.shape[:2]) for p in images])
             out["image_grids"] = np.asarray([p.grid for p in images], np.int32)
             out["image_num_crops"] = np.asarray([len(p.pixel_values) for p in images], np.int32)
         if videos:
             out["pixel_values_videos"] = np.concatenate([p.pixel_values for p in videos])
-            out["video_token_pooling"] = _offset_pooling(
-                [p.pooling for p in videos], [p.pixel_values.shape[:2] for p in videos])
+            out["video_token_pooling"] = stack_pooling([p.pooling for p in videos],
+                                                       [np.prod(p.pixel_values.shape[:2]) for p in videos])
             out["video_grids"] = np.asarray([p.grid for p in videos], np.int32)
         return out
-
-
-def _offset_pooling(poolings: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Shift each item's local pooling indices by the patches of the items before it (-1 stays)."""
-    out, offset = [], 0
-    for pooling, (crops, patches) in zip(poolings, shapes):
-        out.append(np.where(pooling >= 0, pooling + offset, -1))
-        offset += crops * patches
-    return np.concatenate(out).astype(np.int32)
 
 
 def _read_json(directory: str, name: str) -> dict[str, Any]:
