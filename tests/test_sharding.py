@@ -126,3 +126,67 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["same"] and out["mesh"] == {"data": 2, "fsdp": 2, "sequence": 2} and "fsdp" in out["spec"]
+
+
+LOCAL_VISION_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from data_pipelines.packing import MediaField, PackSpec, assemble, default_token_fields
+    from molmo2_jax import model_config as mc, train
+    from molmo2_jax.main import _MODEL_KEYS
+    from molmo2_jax.model import Molmo2
+    from molmo2_jax.sharding import field_sharding, make_mesh
+
+    cfg = mc.tiny()
+    p, d, patch = cfg.vit.num_patches, cfg.vit.patch_dim, cfg.token_ids.image_patch
+    rng = np.random.default_rng(0)
+
+    def example(kind, n):  # n crops of one image (2x2 windows) or n frames (3x3), one pooled token per crop
+        ids = np.concatenate([[5, 6], np.full(n, patch), [7]]).astype(np.int32)
+        window = 4 if kind == "img" else 9
+        pool = (np.arange(n)[:, None] * p + np.arange(window)[None]).astype(np.int32)
+        pix, pk = ("pixel_values", "image_token_pooling") if kind == "img" else ("pixel_values_videos",
+                                                                                 "video_token_pooling")
+        ex = dict(input_ids=ids, target_ids=ids, loss_weights=np.ones(len(ids), np.float32),
+                  branch_ids=np.full(len(ids), -1, np.int32), mm_token_type_ids=(ids == patch).astype(np.int32))
+        ex[pix], ex[pk] = rng.uniform(-1, 1, (n, p, d)).astype(np.float32), pool
+        if kind == "img":
+            ex.update(image_grids=np.ones((1, 4), np.int32), image_num_crops=np.asarray([n], np.int32))
+        else:
+            ex["video_grids"] = np.ones((1, 3), np.int32)
+        return ex
+
+    spec = PackSpec(24, (MediaField.image(3, (p, d)), MediaField.video(3, (p, d))), default_token_fields(0))
+    rows = [assemble([example("img", 1 + r % 3), example("vid", 1 + (r + 1) % 3)], spec) for r in range(8)]
+    host = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k in _MODEL_KEYS}
+    mesh = make_mesh(1, 8, 1)
+    model = Molmo2(cfg, rngs=nnx.Rngs(0))  # weights replicated: any collective comes from the input layout
+    graphdef, state = nnx.split(model)
+    with jax.set_mesh(mesh):
+        batch = {k: jax.device_put(v, field_sharding(mesh, k, v.ndim)) for k, v in host.items()}
+        fwd = jax.jit(lambda st, b: nnx.merge(graphdef, st)(**train.model_inputs(b), return_hidden=True))
+        hlo = fwd.lower(state, batch).compile().as_text()
+        out = np.asarray(fwd(state, batch))
+    ref = np.asarray(jax.jit(lambda st, b: nnx.merge(graphdef, st)(**train.model_inputs(b), return_hidden=True))(
+        state, host))
+    ops = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
+    print(json.dumps({"collectives": {op: hlo.count(op + "(") + hlo.count(op + "-start(") for op in ops},
+                      "diff": float(np.max(np.abs(out - ref)))}))
+""")
+
+
+@pytest.mark.slow
+def test_vision_path_is_local_to_each_devices_rows():
+    """Batch over 8 fake devices, weights replicated: the packed forward (ViT, connector, features added at
+    <im_patch>) compiles with no collective at all, i.e. no device gathers another's crops or pooled vectors."""
+    run = subprocess.run([sys.executable, "-c", LOCAL_VISION_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert sum(out["collectives"].values()) == 0, out
+    assert out["diff"] <= 1e-5  # the same hidden states as unsharded
