@@ -72,7 +72,7 @@ def shapes_rows() -> list[tuple[str, str, str]]:
         lambda a, b, c, d: merge_visual_inputs(a, b, c, d),
         *(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (img.pixel_values, img.pooling, vid.pixel_values,
                                                            vid.pooling)))
-    rows.append(("images then videos: one crop stack", "model.py merge_visual_inputs", _fmt(pixels.shape)))
+    rows.append(("images then videos: one crop group (stack)", "model.py merge_visual_inputs", _fmt(pixels.shape)))
     rows.append(("... and one pooling table (narrow windows -1-padded)", "model.py merge_visual_inputs",
                  _fmt(pooling.shape)))
 
@@ -80,11 +80,11 @@ def shapes_rows() -> list[tuple[str, str, str]]:
         m = nnx.merge(graphdef, st)
         return m.vision_tower.patch_embedding(px), m.vision_tower(px, cfg.connector.feature_layers)
 
-    embedded, layers = jax.eval_shape(vit, state, pixels)
+    embedded, layers = jax.eval_shape(vit, state, jax.ShapeDtypeStruct(pixels.shape[1:], pixels.dtype))
     rows.append(("patch embedding + learned positions", "vit.py VisionTransformer", _fmt(embedded.shape)))
     rows.append((f"ViT blocks {', '.join(map(str, cfg.connector.feature_layers))} (of {cfg.vit.num_layers} built)",
                  "vit.py VitBlock", " + ".join(_fmt(x.shape) for x in layers)))
-    feats = jax.ShapeDtypeStruct((*layers[0].shape[:-1], sum(x.shape[-1] for x in layers)), jnp.float32)
+    feats = jax.ShapeDtypeStruct((1, *layers[0].shape[:-1], sum(x.shape[-1] for x in layers)), jnp.float32)
     rows.append(("concatenated features", "model.py Molmo2.image_features", _fmt(feats.shape)))
     windows, valid = jax.eval_shape(gather_windows, feats, pooling)
     rows.append(("patches gathered per pooling window", "connector.py gather_windows", _fmt(windows.shape)))
@@ -109,7 +109,7 @@ def shapes_rows() -> list[tuple[str, str, str]]:
         x = m.embed(input_ids, px, pl)
         info = m.mask_info(input_ids)
         attn = m.language_model.layers[0].self_attn
-        hidden = m(input_ids, pixel_values=px, image_token_pooling=pl, return_hidden=True)
+        hidden = m(input_ids, crops=px, crop_pooling=pl, return_hidden=True)
         return (x, molmo2_mask(info, info), attn.q_proj(x), attn.k_proj(x), hidden,
                 m.language_model.logits(hidden))
 

@@ -85,10 +85,20 @@ def test_pooled_tokens_without_patches_are_skipped():
     """A pooling row of all -1 (no patch) gets no <im_patch> slot, as transformers drops it."""
     embeds = jnp.zeros((1, 4, 2))
     is_patch = jnp.asarray([[False, True, True, False]])
-    vecs = jnp.asarray([[1.0, 1.0], [9.0, 9.0], [2.0, 2.0]])
-    valid = jnp.asarray([True, False, True])
+    vecs = jnp.asarray([[[1.0, 1.0], [9.0, 9.0], [2.0, 2.0]]])  # one crop group [G=1, N, D]
+    valid = jnp.asarray([[True, False, True]])
     out = np.asarray(add_image_features(embeds, is_patch, vecs, valid))
     np.testing.assert_array_equal(out[0], [[0, 0], [1, 1], [2, 2], [0, 0]])
+
+
+def test_each_crop_group_fills_only_its_own_rows():
+    """Group g's k-th valid vector goes to the k-th <im_patch> of its own rows, counting from 0 per group."""
+    embeds = jnp.zeros((4, 2, 1))
+    is_patch = jnp.asarray([[True, False], [True, True], [False, True], [True, False]])
+    vecs = jnp.asarray([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]])  # [G=2, N=3, D=1]: rows 0-1, rows 2-3
+    valid = jnp.asarray([[True, True, True], [False, True, True]])
+    out = np.asarray(add_image_features(embeds, is_patch, vecs, valid))[..., 0]
+    np.testing.assert_array_equal(out, [[1, 0], [2, 3], [0, 5], [6, 0]])
 
 
 def test_bf16_forward_stays_close_to_fp32(hf_molmo2, our_molmo2):
