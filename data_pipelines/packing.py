@@ -107,6 +107,7 @@ class PackSpec:
     media: tuple[MediaField, ...] = ()
     token_fields: Mapping[str, tuple[str, int | float]] = dataclasses.field(
         default_factory=default_token_fields)
+    rows: int = 1  # rows per crop group: that many packed rows share one crop stack and its budgets
 
     def __post_init__(self):
         if len({(m.crop_shape, m.pixel_dtype) for m in self.media}) > 1:
@@ -120,8 +121,9 @@ class PackSpec:
 
     @property
     def pool_rows(self) -> int:
-        """N: rows of the pack's one pooling table (at most one per token)."""
-        return min(self.seq_len, sum(m.max_tokens or self.seq_len for m in self.media))
+        """N: rows of the pack's one pooling table (at most one per token of its rows)."""
+        tokens = self.rows * self.seq_len
+        return min(tokens, sum(m.max_tokens or tokens for m in self.media))
 
     @property
     def pool_window(self) -> int:
@@ -130,9 +132,9 @@ class PackSpec:
 
     def capacity(self) -> tuple[int, ...]:
         """Budget vector: (tokens, then per media field: crops, pooled rows, grids; then all pooled rows)."""
-        cap = [self.seq_len]
+        cap = [self.seq_len]  # per row; the media budgets are per crop group (all `rows` rows together)
         for m in self.media:
-            cap += [m.max_crops, m.max_tokens or self.seq_len, m.max_grids or m.max_crops]
+            cap += [m.max_crops, m.max_tokens or self.rows * self.seq_len, m.max_grids or m.max_crops]
         return tuple(cap + ([self.pool_rows] if self.media else []))
 
     def size(self, ex: Mapping[str, np.ndarray]) -> tuple[int, ...]:
@@ -180,27 +182,38 @@ class PackSpec:
                                          f"{len(ex[m.grids])} rows")
 
 
-def first_fit_decreasing(sizes: Sequence[tuple[int, ...]], capacity: tuple[int, ...]
-                         ) -> list[list[int]]:
-    """Bins of item indices (each in input order); items sorted by their first size, descending."""
+def first_fit_decreasing(sizes: Sequence[tuple[int, ...]], capacity: tuple[int, ...], rows: int = 1
+                         ) -> list[list[list[int]]]:
+    """Groups of `rows` bins of item indices (each bin in input order); items sorted by their first size,
+    descending. The first size (tokens) is budgeted per bin, the others per group (shared by its bins)."""
     order = sorted(range(len(sizes)), key=lambda i: -sizes[i][0])
-    bins: list[list[int]] = []
-    used: list[list[int]] = []
+    groups: list[list[list[int]]] = []
+    tokens: list[list[int]] = []  # per group, per bin
+    shared: list[list[int]] = []  # per group
     for i in order:
         s = sizes[i]
-        for b, u in enumerate(used):
-            if all(a + x <= c for a, x, c in zip(u, s, capacity)):
-                bins[b].append(i)
-                used[b] = [a + x for a, x in zip(u, s)]
+        for g, used in enumerate(shared):
+            if not all(a + x <= c for a, x, c in zip(used, s[1:], capacity[1:])):
+                continue
+            row = next((r for r, t in enumerate(tokens[g]) if t + s[0] <= capacity[0]), None)
+            if row is None and len(tokens[g]) < rows:
+                row = len(tokens[g])
+                groups[g].append([])
+                tokens[g].append(0)
+            if row is not None:
+                groups[g][row].append(i)
+                tokens[g][row] += s[0]
+                shared[g] = [a + x for a, x in zip(used, s[1:])]
                 break
         else:
-            bins.append([i])
-            used.append(list(s))
-    return [sorted(b) for b in bins]
+            groups.append([[i]])
+            tokens.append([s[0]])
+            shared.append(list(s[1:]))
+    return [[sorted(b) for b in g] for g in groups]
 
 
-def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_sources: int = 1
-             ) -> dict[str, np.ndarray]:
+def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_sources: int = 1,
+             rows: Sequence[Sequence[Mapping[str, np.ndarray]]] | None = None) -> dict[str, np.ndarray]:
     """Concatenates examples that fit one pack into fixed-shape arrays (see module docstring).
 
     Output (S = seq_len, C = spec.crop_slots, N = spec.pool_rows, W = spec.pool_window; per
@@ -211,7 +224,21 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
       <grids> [G, grid_dim] int32, <per_grid> [G] int32 (0 pad), source_counts
       [num_sources] int32 (examples per dataset), skip_counts [num_sources, len(SKIP_REASONS)]
       int32 (zeros; the packer fills it).
+    With `spec.rows` > 1, `rows` gives the group's rows (lists of examples; `examples` is ignored): token
+    fields are [rows, S], and the one crop stack and table serve the rows in order (crop_segment_ids count
+    the group's examples row-major from 1).
     """
+    if spec.rows > 1:
+        rows = list(rows or [examples])
+        if len(rows) > spec.rows:
+            raise ValueError(f"{len(rows)} rows do not fit a crop group of {spec.rows}")
+        row_spec = dataclasses.replace(spec, media=(), rows=1)
+        packed = [assemble(r, row_spec, num_sources) for r in rows]
+        packed += [assemble([], row_spec, num_sources)] * (spec.rows - len(rows))
+        out = {k: np.stack([p[k] for p in packed]) for k in packed[0]}
+        out["source_counts"], out["skip_counts"] = out["source_counts"].sum(0), out["skip_counts"].sum(0)
+        out.update(_assemble_media([ex for r in rows for ex in r], spec))
+        return out
     s = spec.seq_len
     out = {k: np.full((s,), pad, dtype) for k, (dtype, pad) in spec.token_fields.items()}
     out["segment_ids"] = np.zeros((s,), np.int32)
@@ -229,6 +256,13 @@ def assemble(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec, num_s
         out["source_counts"][ex.get("source_index", 0)] += 1
         out["source_ids"][t:t + n] = ex.get("source_index", 0)
         t += n
+    out.update(_assemble_media(examples, spec))
+    return out
+
+
+def _assemble_media(examples: Sequence[Mapping[str, np.ndarray]], spec: PackSpec) -> dict[str, np.ndarray]:
+    """The one crop stack, crop_segment_ids and pooling table of a pack (or crop group), plus per-kind grids."""
+    out: dict[str, np.ndarray] = {}
     if not spec.media:
         return out
     for m in spec.media:
@@ -342,10 +376,15 @@ class _PackIterator(grain.DatasetIterator):
             self._in_a_row[source] = 0
             examples.append(item)
             sizes.append(size)
-        bins = first_fit_decreasing(sizes, self._capacity)
+        groups = first_fit_decreasing(sizes, self._capacity, self._spec.rows)
         rng = np.random.default_rng([self._seed, self._window_index])
-        self._packs = [assemble([examples[i] for i in bins[b]], self._spec, self._num_sources)
-                       for b in rng.permutation(len(bins))]
+        if self._spec.rows == 1:
+            self._packs = [assemble([examples[i] for i in groups[b][0]], self._spec, self._num_sources)
+                           for b in rng.permutation(len(groups))]
+        else:
+            self._packs = [assemble([], self._spec, self._num_sources,
+                                    rows=[[examples[i] for i in row] for row in groups[b]])
+                           for b in rng.permutation(len(groups))]
         if self._packs:
             self._packs[0]["skip_counts"] += skips
             skips[:] = 0
