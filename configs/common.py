@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
         "path": "",
         "weights": {},
         "max_crops": 64,  # crops per packed sequence (all its examples together)
+        "crop_group_rows": 1,  # packed rows sharing one crop stack of rows x max_crops slots (issue #18)
         "max_crops_per_image": 8,  # Molmo2's max_crops: high-res crops of one image
         "max_frames": 0,
         "window": 64,

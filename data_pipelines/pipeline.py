@@ -147,23 +147,32 @@ class DataCounters:
 class _CountingIterDataset(grain.IterDataset):
     """Last stage: strips the per-pack counts from batches into `iterator.counters`."""
 
-    def __init__(self, parent: grain.IterDataset, names: Sequence[str], missing: Sequence[str] = ()):
+    def __init__(self, parent: grain.IterDataset, names: Sequence[str], missing: Sequence[str] = (),
+                 row_fields: Sequence[str] = ()):
         super().__init__(parent)
-        self._names, self._missing = list(names), tuple(missing)
+        self._names, self._missing, self._row_fields = list(names), tuple(missing), tuple(row_fields)
 
     def __iter__(self) -> DataIterator:
-        return DataIterator(self._parent.__iter__(), self._names, self._missing)
+        return DataIterator(self._parent.__iter__(), self._names, self._missing, self._row_fields)
 
 
 class DataIterator(grain.DatasetIterator):
-    """Batches of packed sequences; `counters` accumulates; state = parent state + counters."""
+    """Batches of packed sequences; `counters` accumulates; state = parent state + counters.
 
-    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str], missing: Sequence[str] = ()):
+    `row_fields`: with crop groups of several rows (PackSpec.rows), these [groups, rows, S] fields become
+    [groups * rows, S], so group g owns rows g*rows .. (g+1)*rows - 1 (the model's crop-group rule).
+    """
+
+    def __init__(self, parent: grain.DatasetIterator, names: Sequence[str], missing: Sequence[str] = (),
+                 row_fields: Sequence[str] = ()):
         super().__init__(parent)
         self.counters = DataCounters(list(names), missing=tuple(missing))
+        self._row_fields = tuple(row_fields)
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = dict(next(self._parent))
+        for k in self._row_fields:
+            batch[k] = batch[k].reshape(-1, *batch[k].shape[2:])  # [groups, rows, S] -> [groups * rows, S]
         self.counters.update(batch)
         del batch["source_counts"], batch["skip_counts"]
         return batch
@@ -189,7 +198,7 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
       (`writer.open_source`, `synthetic.SyntheticSource`); weights: name -> mixture weight
       (`mixture.stage_weights` or a config dict); encode_fn: Example -> dict of numpy arrays
       (processing's encoder; see `packing.PackSpec.check` for the contract); spec: packed shape;
-      batch_size: packed sequences per batch on this process.
+      batch_size: packed sequences (rows) per batch on this process, a multiple of spec.rows.
 
     Each batch: token fields [B, S], segment_ids [B, S], positions [B, S], each row's one crop
     stack crops [B, C, patches, dim] (images and frames) with crop_segment_ids [B, C] and one
@@ -209,13 +218,17 @@ def build_pipeline(sources: Mapping[str, Sequence], weights: Mapping[str, float]
                                               prefetch_buffer_size=max(2 * read_threads, 4)))
     it = PackIterDataset(it, spec, window=pack_window, seed=seed, num_sources=len(names), names=names,
                          max_consecutive_skips=max_consecutive_skips)
-    it = it.batch(batch_size, drop_remainder=True)
+    if batch_size % spec.rows:
+        raise ValueError(f"batch_size {batch_size} does not split into crop groups of {spec.rows} rows; make it "
+                         "a multiple of data.crop_group_rows")
+    it = it.batch(batch_size // spec.rows, drop_remainder=True)
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; defaults suffice
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=num_workers, per_worker_buffer_size=worker_buffer_size))
-    return _CountingIterDataset(it, names, missing)
+    rows = (*spec.token_fields, "segment_ids", "positions", "source_ids") if spec.rows > 1 else ()
+    return _CountingIterDataset(it, names, missing, rows)
 
 
 def prepared_pipeline(data_path: str, weights: Mapping[str, float], encode_fn: EncodeFn,

@@ -91,15 +91,16 @@ def pack_spec(config, processor: Molmo2Processor | None, model_cfg: Molmo2Config
 
     vit = model_cfg.vit
     crop = (vit.num_patches, vit.patch_dim)
-    media = [MediaField.image(config.data.max_crops, crop)]
+    rows = config.data.get("crop_group_rows", 1)  # rows sharing one crop stack: budgets scale with it
+    media = [MediaField.image(rows * config.data.max_crops, crop)]
     if config.data.max_frames:
-        video = MediaField.video(config.data.max_frames, crop)
+        video = MediaField.video(rows * config.data.max_frames, crop)
         if processor is not None:  # the processor's pooling window (the tiny demo pools frames 2x2, Molmo2 3x3)
             video = dataclasses.replace(video, window=int(np.prod(processor.video.pooling)))
         media.append(video)
     fields = default_token_fields(PAD_ID if processor is None else processor.token_ids.pad)
     fields.update(target_ids=("int32", -1), branch_ids=("int32", -1))
-    return PackSpec(config.seq_len, tuple(media), fields)
+    return PackSpec(config.seq_len, tuple(media), fields, rows=rows)
 
 
 def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config, process_index: int = 0,

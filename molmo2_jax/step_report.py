@@ -29,10 +29,11 @@ def abstract_batch(config, model_cfg, mesh, num_sources: int = 1) -> dict:
     b, s = config.batch_size, spec.seq_len
     shapes = {k: ((b, s), dtype) for k, (dtype, _) in spec.token_fields.items()}
     shapes.update(segment_ids=((b, s), "int32"), positions=((b, s), "int32"), source_ids=((b, s), "int32"))
-    if spec.media:  # one crop stack and one pooling table per row (packing.assemble)
-        shapes["crops"] = ((b, spec.crop_slots, *spec.media[0].crop_shape), spec.media[0].pixel_dtype)
-        shapes["crop_segment_ids"] = ((b, spec.crop_slots), "int32")
-        shapes["crop_pooling"] = ((b, spec.pool_rows, spec.pool_window), "int32")
+    if spec.media:  # one crop stack and one pooling table per crop group of spec.rows rows (packing.assemble)
+        g = b // spec.rows
+        shapes["crops"] = ((g, spec.crop_slots, *spec.media[0].crop_shape), spec.media[0].pixel_dtype)
+        shapes["crop_segment_ids"] = ((g, spec.crop_slots), "int32")
+        shapes["crop_pooling"] = ((g, spec.pool_rows, spec.pool_window), "int32")
     from molmo2_jax.main import _MODEL_KEYS
 
     def sds(name, shape, dtype):

@@ -143,3 +143,15 @@ def test_two_workers_are_deterministic_and_resumable():
     again.set_state(state)
     _assert_same(_take(again, 2), expected)
     again.close()
+
+
+def test_rows_sharing_a_crop_stack_come_flat_with_one_stack_per_group():
+    """PackSpec.rows = 2: a batch of 4 rows holds 2 crop groups; row-level fields come flat [4, S]."""
+    import dataclasses
+
+    spec = dataclasses.replace(SPEC, rows=2)
+    batch = next(iter(build_pipeline(synthetic_sources(10_000, seed=1), DEMO_WEIGHTS, ENC, spec, batch_size=4,
+                                     seed=0, pack_window=24)))
+    assert batch["input_ids"].shape == (4, 384) and batch["segment_ids"].shape == (4, 384)
+    assert batch["crops"].shape == (2, 24, 16, 48) and batch["crop_pooling"].shape == (2, 768, 9)
+    assert ((batch["crop_segment_ids"] > 0).sum(1) > 0).all()  # each group holds its rows' real crops

@@ -1,5 +1,7 @@
 """Training step: weighted loss, per-component optimizer, frozen ViT, non-finite skipping, accumulation."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,9 +127,11 @@ def test_per_dataset_loss_sums_split_the_batch_loss():
     np.testing.assert_allclose(sums[0] / weights[0], float(train.weighted_cross_entropy(logits, one)[0]), rtol=1e-6)
 
 
-def test_packed_rows_mixing_image_and_video_examples_match_separate_forwards(our_molmo2):
+@pytest.mark.parametrize("rows", [1, 2])
+def test_packed_rows_mixing_image_and_video_examples_match_separate_forwards(our_molmo2, rows):
     """Rows packed by the packer (image then video, and video then image) give each example its own logits:
-    the packer's one crop stack and table per row is the model's input as it is."""
+    the packer's one crop stack and table per row (rows=1) or per crop group of two rows (rows=2) is the
+    model's input as it is."""
     from data_pipelines.packing import MediaField, PackSpec, assemble, default_token_fields
     from hf_reference import image_inputs, jax_logits, video_inputs
 
@@ -152,8 +156,14 @@ def test_packed_rows_mixing_image_and_video_examples_match_separate_forwards(our
                     default_token_fields(pad_id=0))  # a pad id inside the tiny vocabulary
     orders = [("img", "vid"), ("vid", "img")]
     exs = {"img": example(img), "vid": example(vid)}
-    packs = [assemble([exs[n] for n in order], spec) for order in orders]
-    batch = {k: jnp.asarray(np.stack([p[k] for p in packs])) for k in packs[0]}
+    if rows == 1:
+        packs = [assemble([exs[n] for n in order], spec) for order in orders]
+        batch = {k: jnp.asarray(np.stack([p[k] for p in packs])) for k in packs[0]}
+    else:  # one group: both rows share one crop stack of 2 x 4 + 2 x 4 slots
+        spec = dataclasses.replace(spec, rows=2, media=(MediaField.image(8, crop), MediaField.video(8, crop)))
+        group = assemble([], spec, rows=[[exs[n] for n in order] for order in orders])
+        batch = {k: jnp.asarray(v[None] if k.startswith("crop") else v) for k, v in group.items()}  # G = 1
+        assert batch["crops"].shape[0] == 1 and batch["input_ids"].shape[0] == 2
     out = np.asarray(our_molmo2(**train.model_inputs(batch)))
     for row, order in enumerate(orders):
         start = 0
