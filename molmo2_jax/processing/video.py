@@ -7,7 +7,8 @@ processor read from an HF Molmo2 directory uses transformers 5.23's `Molmo2Video
 frames transformers sees (docs/data.md, "Video frames: training vs HF directories").
 
 Each frame is stretched to one 378x378 crop (27x27 patches) and pooled 3x3 -> 9x9 = 81 tokens,
-written as `"{t:.1f} " <frame_start> 81 x <im_patch> <frame_end>` with frames separated by a space.
+written as `"{t:.1f} " <frame_start> 81 x <im_patch> <frame_end>` with frames separated by a space
+(`VideoConfig.per_frame_special_tokens`; False: allenai sft.py's one <frame_start> ... <frame_end> around all).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,10 @@ class VideoConfig:
     max_video_pixels: int = 400_000_000
     use_col_tokens: bool = False
     frame_special_tokens: bool = True  # <frame_start>/<frame_end>, else <im_start>/<im_end>
+    # "{t} <frame_start> patches <frame_end>" per frame (transformers, the hub's processor, allenai's legacy
+    # configs); False: one <frame_start> before the first time and one <frame_end> after the last frame, as
+    # allenai's sft.py `VideoPreprocessorConfig(...)` defaults (per_frame_special_token=False). docs/data.md
+    per_frame_special_tokens: bool = True
     sampler: str = "molmo_utils"  # frames of a video file: SAMPLERS (an HF directory: "transformers")
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -303,6 +309,20 @@ def process_video(video: VideoFrames, cfg: VideoConfig = VideoConfig()) -> Proce
                           (len(frames), rows, cols))
 
 
+def subtitle_text(subtitles: str | Sequence[Sequence[Any]], timestamps: Sequence[float],
+                  window_s: float = 1.0) -> str:
+    """Molmo2's video-preprocessor subtitle block (subtitle_mode "frame_1"), written right after the video.
+
+    `subtitles`: a string (used as is) or [start_s, end_s, text] items, times from the clip start; an item
+    is kept when it comes within `window_s` of a sampled frame time. "" when nothing is kept.
+    """
+    if isinstance(subtitles, str):
+        return f"subtitle\n{subtitles}" if subtitles else ""
+    lines = [f"{float(s):.1f} - {float(e):.1f} {text}\n" for s, e, text in subtitles
+             if any(not (float(e) < t - window_s or t + window_s < float(s)) for t in timestamps)]
+    return "subtitle\n" + "".join(lines) if lines else ""
+
+
 def video_token_segments(timestamps: Sequence[float], grid: tuple[int, int, int],
                          cfg: VideoConfig, ids: Molmo2TokenIds) -> list[str | np.ndarray]:
     """The video's prompt as text pieces (frame times) and token-id arrays (frames), in order."""
@@ -310,8 +330,14 @@ def video_token_segments(timestamps: Sequence[float], grid: tuple[int, int, int]
     start, end = ((ids.frame_start, ids.frame_end) if cfg.frame_special_tokens
                   else (ids.image_start, ids.image_end))
     row = [ids.image_patch] * cols + ([ids.image_col] if cfg.use_col_tokens else [])
+    if not cfg.per_frame_special_tokens:  # allenai VideoPreprocessorConfig(per_frame_special_token=False)
+        patches = np.asarray(row * rows, np.int32)
+        segments: list[str | np.ndarray] = [np.asarray([start], np.int32)]
+        for k, t in enumerate(timestamps):
+            segments += [(" " if k else "") + f"{t:.1f} ", patches]
+        return segments + [np.asarray([end], np.int32)]
     frame_tokens = np.asarray([start] + row * rows + [end], np.int32)
-    segments: list[str | np.ndarray] = []
+    segments = []
     for k, t in enumerate(timestamps):
         segments.append((" " if k else "") + f"{t:.1f} ")
         segments.append(frame_tokens)
