@@ -61,6 +61,10 @@ class SyntheticConfig:
     max_images: int = 3       # multi-image examples have 2..max_images images
     num_frames: int = 6       # tracking videos
     fps: float = 2.0
+    # pointing / counting: questions per scene, as a message tree (Molmo2 packs several annotations of one
+    # image as branches): the first asks about the sampled target, the others about the scene's other kinds
+    # (counting also about absent ones). Training signal per encoded image; 1 = the plain task (held-out eval).
+    questions_per_image: int = 1
 
     @property
     def counting_chance(self) -> float:
@@ -203,19 +207,44 @@ class SyntheticSource:
         shapes = place(rng, [target] * k + _other_kinds(target, rng, n_other), cfg)
         label = plural(f"{target[1]} {target[0]}")
         centres = [s.centre(cfg) for s in shapes[:k]]
-        return shapes, label, centres
+        return shapes, label, centres, target
 
     def _points_example(self, rng: np.random.Generator, cfg: SyntheticConfig, k: int, style: str) -> Example:
         """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
-        shapes, label, centres = self._targets_scene(rng, cfg, k)
+        shapes, label, centres, target = self._targets_scene(rng, cfg, k)
         if style == "pointing":
             question, answer = f"Point to the {label}.", formats.format_points([(1, centres)], label)
         else:
             question, answer = f"How many {label} are there?", formats.format_count([(1, centres)], label)
         conv = Conversation([Message("user", question), Message("assistant", answer)], style=style)
-        return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
+        convs = [conv] + self._more_questions(rng, cfg, shapes, target, style)
+        return Example("", "", "", convs, images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
+
+    @staticmethod
+    def _more_questions(rng: np.random.Generator, cfg: SyntheticConfig, shapes: list[Shape],
+                        target: tuple[str, str], style: str) -> list[Conversation]:
+        """`questions_per_image - 1` more branches about the scene's other kinds (drawn after the scene, so
+        the first conversation is the same as with one question): the present kinds, and for counting at most
+        one absent kind ("There are none.")."""
+        if cfg.questions_per_image <= 1:
+            return []
+        present = [kd for kd in dict.fromkeys((s.shape, s.colour) for s in shapes) if kd != target]
+        picks = [present[i] for i in rng.permutation(len(present))[:cfg.questions_per_image - 1]]
+        absent = [kd for kd in _kinds() if kd != target and kd not in present]
+        if style != "pointing" and len(picks) < cfg.questions_per_image - 1:  # one count of zero at most
+            picks.append(absent[int(rng.integers(0, len(absent)))])
+        out = []
+        for shape, colour in picks:
+            label = plural(f"{colour} {shape}")
+            centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
+            if style == "pointing":
+                q, a = f"Point to the {label}.", formats.format_points([(1, centres)], label)
+            else:
+                q, a = f"How many {label} are there?", formats.format_count([(1, centres)], label)
+            out.append(Conversation([Message("user", q), Message("assistant", a)], style=style))
+        return out
 
     def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         return self._points_example(rng, cfg, int(rng.integers(1, cfg.max_count + 1)), "pointing")

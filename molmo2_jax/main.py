@@ -330,6 +330,10 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     ckpt.close()
     stop.uninstall()
     export_for_inference(model, processor, os.path.join(workdir, "model"))
+    if config.data.mixture == "synthetic" and jax.process_index() == 0:  # scenes for the README's generate command
+        from molmo2_jax.evaluate import write_example_scenes
+
+        write_example_scenes(config, os.path.join(workdir, "examples"))
     return last
 
 

@@ -36,6 +36,31 @@ def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
     assert any("eval_pointing_f1" in r for r in _metrics(tmp_path))
     assert os.path.exists(tmp_path / "predictions_40.png")
     assert os.path.exists(tmp_path / "model" / "processor.json")
+    summary = json.load(open(tmp_path / "eval" / "40" / "summary.json"))
+    assert {"pointing_f1", "counting_accuracy", "chance_pointing_f1", "chance_counting_accuracy"} <= set(summary)
+    _readme_generate_command_runs(tmp_path)
+
+
+def _readme_generate_command_runs(workdir):
+    """README's `generate` command, exactly as written but with runs/demo -> workdir: exit 0 and a PNG."""
+    import re
+    import shlex
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    blocks = [b.replace("\\\n", " ") for b in re.findall(r"```bash\n(.*?)```", readme, re.S)]
+    cmd = next(shlex.split(line) for b in blocks for line in b.splitlines() if "molmo2_jax.generate" in line)
+    image = cmd[cmd.index("--image") + 1]
+    assert image.startswith("runs/demo/examples/"), image
+    examples = json.load(open(workdir / "examples" / "examples.json"))
+    written = {e["image"]: e["prompt"] for e in examples}
+    assert written[os.path.basename(image)] == cmd[cmd.index("--prompt") + 1]  # the scene's own question
+    cmd = [sys.executable if c.endswith("bin/python") else c.replace("runs/demo", str(workdir)) for c in cmd]
+    out = cmd[cmd.index("--out") + 1]
+    cmd[cmd.index("--out") + 1] = str(workdir / out)
+    run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert open(workdir / out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_inspect_prints_params_mesh_and_memory(tmp_path):

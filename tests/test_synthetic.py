@@ -160,3 +160,28 @@ def test_demo_sources_cover_the_demo_mixture_and_encode_to_the_packer_contract()
         assert text == "".join(m.content + "<eos>" for c in ex.conversations
                                for m in c.messages if m.role == "assistant")
         assert (out["branch_ids"][out["mm_token_type_ids"] == 1] == -1).all()  # media is shared
+
+
+@pytest.mark.parametrize("task", ["pointing", "counting"])
+def test_more_questions_per_image_keep_the_first_and_answer_the_other_kinds(task):
+    one, three = SyntheticConfig(max_objects=3, max_count=3), SyntheticConfig(max_objects=3, max_count=3,
+                                                                               questions_per_image=3)
+    extra_branches = 0
+    for i in range(40):
+        a, b = SyntheticSource(task, 40, 0, one)[i], SyntheticSource(task, 40, 0, three)[i]
+        assert b.conversations[0] == a.conversations[0] and b.images[0].data == a.images[0].data
+        assert len(a.conversations) == 1 and 1 <= len(b.conversations) <= 3
+        extra_branches += len(b.conversations) - 1
+        asked = set()
+        for conv in b.conversations[1:]:
+            assert conv.style == a.conversations[0].style
+            label = re.search(r"(?:the|many) (\w+ \w+)s\b", conv.messages[0].content).group(1)
+            assert label not in asked and label != a.points[0].label[:-1]
+            asked.add(label)
+            want = sorted(((bx.x0 + bx.x1) / 2, (bx.y0 + bx.y1) / 2) for bx in b.boxes if bx.label == label)
+            found = POINTS.search(conv.messages[1].content)
+            got = sorted((x / 1000, y / 1000) for _, _, x, y in _parse_coords(found.group(1))) if found else []
+            assert len(got) == len(want) and np.allclose(got, want, atol=2e-3), (conv, want)
+            if task == "pointing":
+                assert want  # pointing asks only about kinds in the scene
+    assert extra_branches >= 20
