@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     wanted = args.only or [*FIGURES, *RUN_FIGURES]
-    if args.run and not args.only:
+    if args.run:
         path = demo_summary(args.run, args.out)
         print(f"wrote {os.path.relpath(path, ROOT)}; now run python docs/make_tables.py demo" if path else
               f"skipped demo_summary.json: {args.run} has no eval/<step>/summary.json yet")
