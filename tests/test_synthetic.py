@@ -185,3 +185,17 @@ def test_more_questions_per_image_keep_the_first_and_answer_the_other_kinds(task
             if task == "pointing":
                 assert want  # pointing asks only about kinds in the scene
     assert extra_branches >= 20
+
+
+def test_model_field_overrides_reach_the_preset_and_the_connector_follows_the_decoder():
+    from configs import demo
+    from molmo2_jax.data import model_preset
+
+    c = demo.get_config()
+    assert model_preset(c) == __import__("molmo2_jax.model_config", fromlist=["tiny"]).tiny()
+    with c.unlocked():
+        c.model.text = {"hidden_size": 128, "num_layers": 4}
+        c.model.vit = {"num_layers": 3}
+    cfg = model_preset(c)
+    assert (cfg.text.hidden_size, cfg.text.num_layers, cfg.vit.num_layers) == (128, 4, 3)
+    assert cfg.connector.text_hidden_size == 128 and cfg.text.num_heads == 4
