@@ -74,16 +74,18 @@ def _copy_run(reference, dest):
     return dest
 
 
-def _wait_for_step(proc, workdir, step, timeout=600):
+def _wait_for_step(proc, workdir, step, checkpoint=None, timeout=600):
+    """Until the run logs `step` and, if given, `checkpoint` is complete (an async save can outlast a step)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
-            if step in _losses(workdir):
+            if step in _losses(workdir) and (checkpoint is None or
+                                             os.path.isdir(os.path.join(workdir, "checkpoints", str(checkpoint)))):
                 return
         except (OSError, ValueError):
             pass
-        time.sleep(0.1)
-    raise AssertionError(f"the run never logged step {step} (exit code {proc.poll()})")
+        time.sleep(0.05)
+    raise AssertionError(f"the run never logged step {step} with checkpoint {checkpoint} (exit code {proc.poll()})")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -93,7 +95,7 @@ def test_signal_at_a_random_step_then_resume_gives_identical_losses(tmp_path, re
     step = random.Random().randint(3, 6)
     proc = subprocess.Popen(_cmd(tmp_path), cwd=ROOT, env=_faulted_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    _wait_for_step(proc, tmp_path, step)
+    _wait_for_step(proc, tmp_path, step, checkpoint=2)  # a resumable run: step 2's checkpoint is complete
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
     if sig == signal.SIGTERM:
@@ -180,7 +182,7 @@ def test_full_disk_stops_at_the_failed_save_then_resumes(tmp_path, reference):
     proc = subprocess.Popen(_cmd(tmp_path), cwd=ROOT, env=_faulted_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
-    _wait_for_step(proc, tmp_path, 3)  # step 2's checkpoint was started before step 3 was logged
+    _wait_for_step(proc, tmp_path, 3, checkpoint=2)  # step 2's checkpoint is complete, step 4's not started
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
     t0 = time.time()
     out, err = proc.communicate(timeout=300)
