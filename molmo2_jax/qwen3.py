@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo, attend
+from molmo2_jax.attention import DEFAULT_BLOCK, MaskInfo, attend
 from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
@@ -172,9 +172,10 @@ def _write(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
 class Qwen3Attention(nnx.Module):
     """GQA self-attention with RMSNorm on q/k (per head for Qwen3, whole projection for OLMo)."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, block_size: int = DEFAULT_BLOCK):
         d, hd = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
+        self.block_size = block_size  # query/key block of the blockwise, ring and Ulysses kernels
         bias = cfg.attention_bias
         self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
         self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
@@ -205,17 +206,18 @@ class Qwen3Attention(nnx.Module):
             k, v = _write(ck, k, index), _write(cv, v, index)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info)  # each impl builds its mask
+        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info,  # each impl builds its mask
+                     block_size=self.block_size)
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
 class Qwen3Block(nnx.Module):
     """Decoder block: pre-norm (Qwen3) or post-norm (OLMo `norm_after`) attention and MLP sublayers."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0, block_size: int = DEFAULT_BLOCK):
         self.norm_after = cfg.norm_after
         self.layer = layer
-        self.self_attn = Qwen3Attention(cfg, dtype, rngs)
+        self.self_attn = Qwen3Attention(cfg, dtype, rngs, block_size)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size, "embed", "embed", dtype, rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -248,7 +250,7 @@ class Qwen3(nnx.Module):
     """Token embedding (+ Molmo2's extra rows), decoder blocks, final norm and LM head."""
 
     def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool | str = False,
-                 scan_layers: bool = True):
+                 scan_layers: bool = True, attention_block_size: int = DEFAULT_BLOCK):
         self.cfg = cfg
         self.dtype = dtype
         self.remat = remat_policy_name(remat)
@@ -258,7 +260,7 @@ class Qwen3(nnx.Module):
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
             embedding_metadata={"logical_axes": ("vocab", "embed")},
         )
-        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
+        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i, attention_block_size) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
             self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False,
