@@ -313,14 +313,17 @@ class Qwen3(nnx.Module):
         block); the forward stacks their states [L, ...] and compiles the block once, so compile time does not
         grow with depth. Gradients flow back through the stack to each layer's parameters. Per-layer inputs
         (RoPE, the dropout key folded with the layer index) are scanned alongside; both paths run layer 0's
-        graph with layer i's state, so scanned and unrolled draw the same dropout masks.
+        graph with layer i's state, so scanned and unrolled draw the same dropout masks. The mask metadata is
+        scanned too (one copy per layer, [L, B, T]): closed over, it is loop-invariant, and JAX's scan autodiff
+        hoists the invariant parts of the blockwise kernel's per-block masks out of the loop, stacked over all
+        query x key blocks (O(T^2) memory again: 12x the temporaries of 2,048-token blockwise attention).
         """
         policy = REMAT_POLICIES[self.remat]
         n = len(self.layers)
         keys = (jnp.zeros((n,), jnp.uint32) if dropout is None
                 else jax.vmap(lambda i: jax.random.fold_in(dropout.key, i))(jnp.arange(n)))
 
-        def block_fn(graphdef, state, x, rope, key):
+        def block_fn(graphdef, state, x, rope, key, info):
             drop = None if dropout is None else dropout._replace(key=key)
             x, _ = nnx.merge(graphdef, state)(x, info, rope, impl, None, drop)
             return x
@@ -330,13 +333,15 @@ class Qwen3(nnx.Module):
         graphdef = nnx.graphdef(self.layers[0])
         if not self.scan_layers:
             for i, block in enumerate(self.layers):
-                x = block_fn(graphdef, nnx.state(block), x, Rope(ropes.inv_freq[i], ropes.scale[i]), keys[i])
+                x = block_fn(graphdef, nnx.state(block), x, Rope(ropes.inv_freq[i], ropes.scale[i]), keys[i], info)
             return x
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(block) for block in self.layers])  # [L, ...]
 
-        def body(x, xs):
-            state, rope, key = xs
-            return block_fn(graphdef, state, x, rope, key), None
+        infos = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), info)  # [L, B, T]
 
-        x, _ = jax.lax.scan(body, x, (stacked, ropes, keys))
+        def body(x, xs):
+            state, rope, key, layer_info = xs
+            return block_fn(graphdef, state, x, rope, key, layer_info), None
+
+        x, _ = jax.lax.scan(body, x, (stacked, ropes, keys, infos))
         return x
