@@ -36,8 +36,7 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
     kw = dict(attention_impl=config.attention_impl, remat=config.remat,
-              attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK),
-              vit_crop_chunks=config.get("vit_crop_chunks", 1))
+              attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK))
     path = config.init.checkpoint
     if not path:
         cfg = cfg or preset(config.model.name)

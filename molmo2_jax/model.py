@@ -52,11 +52,11 @@ class Molmo2(nnx.Module):
     """The Molmo2 vision-language model; `__call__` takes transformers' Molmo2 input names."""
 
     def __init__(self, cfg: Molmo2Config, *, dtype=jnp.float32, rngs: nnx.Rngs, attention_impl: str = "xla",
-                 remat: bool | str = False, attention_block_size: int = DEFAULT_BLOCK, vit_crop_chunks: int = 1):
+                 remat: bool | str = False, attention_block_size: int = DEFAULT_BLOCK):
         self.cfg = cfg
         self.dtype = dtype
         self.attention_impl = attention_impl
-        self.vision_tower = VisionTransformer(cfg.vit, dtype=dtype, rngs=rngs, crop_chunks=vit_crop_chunks)
+        self.vision_tower = VisionTransformer(cfg.vit, dtype=dtype, rngs=rngs)
         self.connector = Connector(cfg.connector, dtype=dtype, rngs=rngs)
         self.language_model = Qwen3(cfg.text, dtype=dtype, rngs=rngs, remat=remat,
                                     attention_block_size=attention_block_size)

@@ -74,8 +74,7 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None,
 
     def make():
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
-                       remat=config.remat, attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK),
-                       vit_crop_chunks=config.get("vit_crop_chunks", 1))
+                       remat=config.remat, attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK))
         model.language_model.scan_layers = scan_layers
         if config.get("lora") is not None and config.lora.rank:  # configs/finetune.py: LoRA adapters
             from molmo2_jax.lora import apply_lora

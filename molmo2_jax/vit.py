@@ -60,9 +60,8 @@ class VitBlock(nnx.Module):
 class VisionTransformer(nnx.Module):
     """Patch embedding (Linear over flattened patches) + learned positions + the blocks Molmo2 needs."""
 
-    def __init__(self, cfg: VitConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, crop_chunks: int = 1):
+    def __init__(self, cfg: VitConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.crop_chunks = crop_chunks  # crops encoded in this many sequential groups (peak memory / chunks)
         self.patch_embedding = dense(cfg.patch_dim, cfg.hidden_size, ("vit_patch", "vit_embed"), use_bias=True,
                                      dtype=dtype, rngs=rngs)
         self.positional_embedding = nnx.Param(
@@ -76,14 +75,6 @@ class VisionTransformer(nnx.Module):
         """pixels [crops, patches, patch_dim] in [-1, 1] -> hidden states after each block in `feature_layers`."""
         if pixels.shape[-2] != self.cfg.num_patches:
             raise ValueError(f"ViT expects {self.cfg.num_patches} patches per crop, got {pixels.shape[-2]}")
-        c, n = self.crop_chunks, pixels.shape[0]
-        if c > 1 and n % c == 0:  # strided groups: each device's crops (contiguous shards) split locally
-            groups = jnp.moveaxis(pixels.reshape(n // c, c, *pixels.shape[1:]), 1, 0)  # [c, N/c, patches, dim]
-            outs = jax.lax.map(lambda p: self._encode(p, feature_layers, impl), groups)
-            return [jnp.moveaxis(o, 0, 1).reshape(n, *o.shape[2:]) for o in outs]
-        return self._encode(pixels, feature_layers, impl)
-
-    def _encode(self, pixels: jax.Array, feature_layers: Sequence[int], impl: str) -> list[jax.Array]:
         x = self.patch_embedding(pixels.astype(self.dtype))
         x = x + self.positional_embedding[...].astype(x.dtype)
         wanted = {layer: None for layer in feature_layers}

@@ -82,21 +82,3 @@ def test_siglip2_position_table_is_resized_like_transformers(tmp_path, num_patch
         table.reshape(side, side, -1), torch.tensor([[4, 4]]), max_length=16)[0].numpy()
     got = _resize_positions(table.numpy(), (4, 4))
     assert np.max(np.abs(got - want)) <= 1e-5
-
-
-def test_crops_encoded_in_chunks_give_the_same_features():
-    import jax
-    from flax import nnx
-
-    from molmo2_jax import model_config as mc
-    from molmo2_jax.vit import VisionTransformer
-
-    cfg = mc.tiny().vit
-    pixels = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, cfg.num_patches, cfg.patch_dim)), jnp.float32)
-    layers = (0, cfg.num_layers - 1)
-    ref = VisionTransformer(cfg, rngs=nnx.Rngs(0))(pixels, layers)
-    for chunks in (2, 4, 3):  # 3 does not divide 8 crops: encoded in one group
-        vit = VisionTransformer(cfg, rngs=nnx.Rngs(0), crop_chunks=chunks)
-        out = jax.jit(lambda p, vit=vit: vit(p, layers))(pixels)
-        for a, b in zip(out, ref):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
