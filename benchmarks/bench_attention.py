@@ -101,7 +101,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", default="2048,4096,8192,16384,36864")
     p.add_argument("--time-lengths", default="2048,4096,8192")
-    p.add_argument("--time-heads", type=int, default=8, help="query (= KV) heads of the timed shape, head_dim 32")
+    p.add_argument("--time-heads", type=int, default=8,
+                   help="query (= KV) heads of the timed shape, head_dim 32 (ulysses needs 8 | KV heads)")
     p.add_argument("--dense-max-time", type=int, default=4096, help="longest length the dense path is timed at")
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--block", type=int, default=512)
