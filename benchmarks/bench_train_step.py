@@ -168,7 +168,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--vocab", type=int, default=151_936)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--remat", default="none", choices=("none", "block", "dots"))
-    p.add_argument("--attention", default="xla", choices=("xla", "dot_product", "cudnn"))
+    p.add_argument("--attention", default="xla", choices=("xla", "dot_product", "cudnn", "blockwise"))
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=8, help="--abstract only: global batch")

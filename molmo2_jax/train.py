@@ -185,7 +185,7 @@ def _fused_head_loss(hidden, w, targets, a, b, chunk: int, with_grads: bool):
     inverse = jnp.argsort(order)
     ce, log_z, correct, dh = (x.reshape(-1, *x.shape[2:])[:n][inverse] for x in outs)
     if with_grads:  # the one-hot part of d logits: -a at each token's target column
-        dh = (dh - a[:, None] * w.T[targets]).astype(dh.dtype)
+        dh = (dh - a[:, None] * jnp.take(w, targets, axis=1).T).astype(dh.dtype)  # [N, D]; no transposed copy of w
         dw = dw.at[:, targets].add(-(a[:, None] * hidden).T)
     return ce, log_z, correct, dh, dw
 
