@@ -183,13 +183,13 @@ def resolve_mixture(mixture_name: str, weights: Mapping[str, float] | None, size
 
 
 class _Tag:
-    """Pairs each record with its dataset index: record -> (index, record). Picklable."""
+    """(position in the repeated dataset, record) -> (dataset index, record, epoch). Picklable."""
 
-    def __init__(self, index: int):
-        self.index = index
+    def __init__(self, index: int, size: int):
+        self.index, self.size = index, size
 
-    def __call__(self, record):
-        return self.index, record
+    def __call__(self, position: int, record):
+        return self.index, record, position // self.size
 
 
 def source_seed(seed: int, name: str) -> int:
@@ -199,11 +199,12 @@ def source_seed(seed: int, name: str) -> int:
 
 def mix(sources: Mapping[str, Sequence], weights: Mapping[str, float], seed: int = 0,
         shuffle: bool = True) -> tuple[grain.MapDataset, list[str]]:
-    """Infinite Grain dataset of (dataset index, record) drawn in proportion to `weights`.
+    """Infinite Grain dataset of (dataset index, record, epoch) drawn in proportion to `weights`.
 
     Each source is shuffled (reshuffled every epoch) and repeated; Grain's deterministic
     proportional interleave (`MapDataset.mix`) selects the source for each position, so the
-    realised shares match the weights to within 1/100 of the smallest weight. Returns the
+    realised shares match the weights to within 1/100 of the smallest weight. `epoch` counts the
+    passes over the record's own dataset (the encoder redraws its randomness from it). Returns the
     dataset and the dataset names in index order. Datasets with weight 0 are left out.
     """
     names = [n for n, w in weights.items() if w > 0]
@@ -220,7 +221,7 @@ def mix(sources: Mapping[str, Sequence], weights: Mapping[str, float], seed: int
         ds = grain.MapDataset.source(sources[name])
         if shuffle:
             ds = ds.shuffle(seed=source_seed(seed, name))
-        parts.append(ds.repeat().map(_Tag(i)))
+        parts.append(ds.repeat().map_with_index(_Tag(i, len(sources[name]))))
     return grain.MapDataset.mix(parts, [weights[n] for n in names]), names
 
 
@@ -229,5 +230,5 @@ def realised_shares(weights: Mapping[str, float], num_samples: int, seed: int = 
     """Fraction of each dataset among the first `num_samples` draws of `mix(..., weights)`."""
     names = [n for n, w in weights.items() if w > 0]
     ds, _ = mix({n: [n] for n in names}, weights, seed=seed, shuffle=False)
-    counts = np.bincount([i for i, _ in ds[:num_samples]], minlength=len(names))
+    counts = np.bincount([i for i, _, _ in ds[:num_samples]], minlength=len(names))
     return {n: float(c / num_samples) for n, c in zip(names, counts)}

@@ -1,7 +1,7 @@
 """Per-stage Molmo2 Grain pipeline: mixture -> media + encode -> first-fit packing -> batches.
 
     sources {name: random-access Examples or serialized records}   (synthetic, ArrayRecord)
-      -> mix by weights (seeded per-dataset shuffles, repeated)      MapDataset of (index, record)
+      -> mix by weights (seeded per-dataset shuffles, repeated)      MapDataset of (index, record, epoch)
       -> this process's slice [process_index::process_count]
       -> decode + validate + load images + encode_fn (bad samples -> Skipped markers)
       -> PackIterDataset (first-fit decreasing, crops budgeted)      IterDataset of packs
@@ -39,10 +39,11 @@ LOG_FIRST_SKIPS = 5  # per (dataset, reason) and process; the rest are only coun
 
 
 class Prepare:
-    """(dataset index, record) -> encoded example dict, or Skipped(dataset, reason).
+    """(dataset index, record, epoch) -> encoded example dict, or Skipped(dataset, reason).
 
     Deserializes, loads images (paths resolved under the dataset's media root), validates
-    annotations and runs `encode_fn`; every failure is a counted skip, logged the first times.
+    annotations and runs `encode_fn` on the Example with its `epoch` set (the encoder's per-epoch
+    randomness); every failure is a counted skip, logged the first times.
     Picklable when `encode_fn` is (module-level function or dataclass instance).
     """
 
@@ -53,14 +54,15 @@ class Prepare:
         self._logged: dict[tuple[int, str], int] = {}
 
     def __call__(self, item: tuple[int, Any]) -> dict[str, np.ndarray] | Skipped:
-        index, record = item
+        index, record, *rest = item  # (index, record) from callers that do not track epochs: epoch 0
+        epoch = rest[0] if rest else 0
         stage, rid = "malformed_record", None  # the reason an unexpected exception is counted under
         try:
             ex = record if isinstance(record, Example) else deserialize(record)
             rid = ex.id
             stage = "undecodable_media"
             root = self.media_roots[index]
-            ex = dataclasses.replace(ex, images=[
+            ex = dataclasses.replace(ex, epoch=epoch, images=[
                 dataclasses.replace(r, array=media.load_image(r, root)) for r in ex.images])
             if ex.video is not None and ex.video.path is not None:
                 path = media.resolve(ex.video.path, root)

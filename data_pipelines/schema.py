@@ -148,6 +148,9 @@ class Example:
     tracks: list[Track] = dataclasses.field(default_factory=list)
     count: int | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Passes over this example's dataset so far, set by the pipeline for the encoder's per-epoch
+    # randomness (prompt style, length hints, crop choices); never serialized.
+    epoch: int = dataclasses.field(default=0, compare=False)
 
 
 def _image_to_dict(ref: ImageRef) -> dict[str, Any]:
@@ -158,6 +161,7 @@ def to_dict(ex: Example) -> dict[str, Any]:
     """Plain msgpack/JSON-able dict of an Example (decoded pixels are dropped)."""
     d = dataclasses.asdict(dataclasses.replace(ex, images=[]))
     d["images"] = [_image_to_dict(r) for r in ex.images]
+    del d["epoch"]
     return d
 
 

@@ -114,7 +114,7 @@ def make_train_data(config, processor: Molmo2Processor, model_cfg: Molmo2Config,
                              system_prompt=config.data.get("system_prompt", ""),
                              high_res_datasets=frozenset(config.data.get("high_res_datasets", ())),
                              p_high_res=config.data.get("p_high_res", 0.0),
-                             high_res_max_crops=config.data.get("high_res_max_crops", 24))
+                             high_res_max_crops=config.data.get("high_res_max_crops", 24), seed=config.seed)
     spec = pack_spec(config, processor, model_cfg)
     if config.batch_size % process_count:
         raise ValueError(f"batch_size {config.batch_size} does not split over {process_count} processes")

@@ -220,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     points = []
     if args.video and not args.image:
         from molmo2_jax.processing.formats import parse_tracks
-        from molmo2_jax.processing.video import load_video
-
-        video = load_video(args.video, processor.video.max_frames, processor.video.max_fps)
+        video = processor.load_video(args.video)
         h, w = video.frames.shape[1:3]
         points = parse_points(result["text"], w, h)
         if args.out:

@@ -59,10 +59,10 @@ def test_realised_proportions_over_20k_samples_are_within_1_percent():
     sources = {n: [f"{n}-{i}" for i in range(1000 + 37 * k)] for k, n in enumerate(weights)}
     ds, names = mixture.mix(sources, weights, seed=3)
     draws = [ds[k] for k in range(20_000)]
-    counts = np.bincount([i for i, _ in draws], minlength=len(names)) / len(draws)
+    counts = np.bincount([i for i, _, _ in draws], minlength=len(names)) / len(draws)
     for name, share in zip(names, counts):
         assert abs(share - weights[name]) < 0.01, (name, share)
-    assert all(rec.startswith(names[i]) for i, rec in draws[:200])  # tags name the source
+    assert all(rec.startswith(names[i]) for i, rec, _ in draws[:200])  # tags name the source
 
 
 def test_each_source_is_shuffled_and_reshuffled_each_epoch():

@@ -232,3 +232,22 @@ def test_example_encoder_fits_the_data_pipeline_contract(processor):
     answer = out["loss_weights"] > 0
     n = answer.sum()
     assert np.allclose(out["loss_weights"][answer], 2 / np.sqrt(n))
+
+
+def test_encoder_writes_subtitles_after_the_video_for_the_sampled_frames(processor):
+    """allenai's video preprocessor appends "subtitle\\n{s} - {e} text" lines near sampled frames to the video."""
+    from data_pipelines.schema import Conversation, Example, Message, VideoRef
+
+    from molmo2_jax.processing.encode import ExampleEncoder
+
+    with open(os.path.join(FIXTURES, "clip_h264_bframes.mp4"), "rb") as f:
+        video = VideoRef(data=f.read(), start_s=1.0, end_s=4.0)  # frames at 0.0 .. 3.0 s of the clip
+    qa = [Conversation([Message("user", q), Message("assistant", a)], "video_multiple_choice")
+          for q, a in [("Who speaks?", "A. Ann"), ("What is said?", "B. Hi")]]
+    subs = [[0.5, 1.0, "Hi there."], [9.0, 9.5, "Much later."]]
+    out = ExampleEncoder(processor)(Example("s", "vixmo_syn_video_capqa_with_sub_v2", "video_qa", qa,
+                                            video=video, meta={"subtitles": subs}))
+    text = processor.tokenizer.decode(out["input_ids"])
+    assert "<frame_end>subtitle\n0.5 - 1.0 Hi there.\n<|im_start|>user\nWho speaks?" in text
+    assert "Much later" not in text and text.count("subtitle\n") == 1  # shared prefix of the message tree
+    assert (out["branch_ids"][out["input_ids"] == processor.tokenizer.encode("subtitle")[0]] == -1).all()

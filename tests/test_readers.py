@@ -230,6 +230,16 @@ def test_molmo2_cap_and_video_capqa(tmp_path):
     prompt, answer = (m.content for m in qa.conversations[0].messages)
     letter = answer[0]
     assert f"{letter}. A dog runs" in prompt and answer == f"{letter}. A dog runs"
+    (sub,), _ = _read("molmo2_video_capqa", [
+        {"video_id": "v", "Question": "What is said?", "Answer": "Hello", "NegativeAnswers": ["Bye"],
+         "subtitle": [{"start": 0.5, "end": 1.5, "text": "Hello"}, {"start": 9.0, "end": 9.5, "text": "Bye"}]},
+        {"video_id": "v", "Question": "Who?", "Answer": "Ann", "NegativeAnswers": ["Bob"],
+         "subtitle": [{"start": 0.5, "end": 1.5, "text": "Hello"}, {"start": 9.0, "end": 9.5, "text": "Bye"}]}],
+        tmp_path)
+    assert len(sub.conversations) == 2  # SubtitleQA: one message tree per video too
+    assert sub.meta["subtitles"] == [[0.5, 1.5, "Hello"], [9.0, 9.5, "Bye"]]
+    assert all("Hello\n" not in c.messages[0].content and "Subtitles" not in c.messages[0].content
+               for c in sub.conversations)
 
 
 def test_reader_output_roundtrips_through_arrayrecord_shards(tmp_path):

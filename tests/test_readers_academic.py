@@ -581,8 +581,9 @@ def test_tvqa_clip_from_ts_with_clip_relative_subtitles(tmp_path):
     (ex,), _ = _prepare("tvqa_with_sub", tmp_path)
     assert (ex.video.start_s, ex.video.end_s) == (10.5, 20.0)
     prompt, answer = _qa(ex.conversations[0])
-    assert prompt.startswith("Subtitles:\n[0.5-3.0] Penny? Penny?\n[8.5-11.5] Coming!\n\n"
-                             "Who knocks?" + MC_INSTRUCTION)
+    assert prompt.startswith("Who knocks?" + MC_INSTRUCTION)  # subtitles follow the video, not the question
+    assert ex.meta["subtitles"] == [[0.5, 3.0, "Penny? Penny?"], [8.5, 11.5, "Coming!"]]
+    assert ex.conversations[0].style == "video_multiple_choice_w_subtitle"
     assert answer == "B. Penny"
 
 

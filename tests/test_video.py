@@ -114,6 +114,25 @@ def test_frame_token_layout():
         [ids.image_patch] * 2 + [ids.image_col] + [ids.image_end]
 
 
+def test_one_frame_start_and_end_around_all_frames_when_not_per_frame():
+    """allenai sft.py's layout: <frame_start> 0.0 patches 0.5 patches <frame_end>."""
+    ids = Molmo2TokenIds()
+    cfg = VideoConfig(per_frame_special_tokens=False)
+    segments = video_token_segments([0.0, 0.5], (2, 1, 2), cfg, ids)
+    assert [s if isinstance(s, str) else s.tolist() for s in segments] == [
+        [ids.frame_start], "0.0 ", [ids.image_patch] * 2, " 0.5 ", [ids.image_patch] * 2, [ids.frame_end]]
+
+
+def test_subtitles_near_a_sampled_frame_follow_the_video():
+    """Molmo2's video preprocessor (subtitle_mode frame_1): items within 1 s of a frame, "s - e text" lines."""
+    from molmo2_jax.processing.video import subtitle_text
+
+    subs = [[0.2, 0.9, "Hi."], [2.6, 2.9, "Near 4.0? no."], [3.2, 3.6, "Close to 4."], [7.0, 8.0, "Later."]]
+    assert subtitle_text(subs, [0.0, 4.0]) == "subtitle\n0.2 - 0.9 Hi.\n3.2 - 3.6 Close to 4.\n"
+    assert subtitle_text(subs, [10.0]) == ""
+    assert subtitle_text("plain text", [0.0]) == "subtitle\nplain text"
+
+
 def test_video_frames_validate_their_shape():
     with pytest.raises(ValueError, match="uint8"):
         VideoFrames(np.zeros((2, 4, 4, 3), np.float32), [0.0, 1.0])

@@ -19,6 +19,7 @@ layout under the media root (`VIDEO_DATA_HOME`).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -148,9 +149,11 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
     column is a YouTube id found as Molmo2 `_find_video_by_id` (human QA).
     qa_list / turns: column of QA dicts / of alternating {from, value} turns (LLaVA-Video).
     start, end (on the QA item or the row) or ts (`"s-e"`): the clip, in seconds.
-    subtitle: a text column prefixed to each question; subtitle_rows: rows carrying this column
-    ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give each question the
-    subtitles overlapping its clip, times relative to the clip start.
+    subtitle: a text column, the video's subtitles; subtitle_rows: rows carrying this column
+    ([{start, end, text}] per `subtitle_key`, TVQA's subtitle file) give each clip the subtitles
+    overlapping it, times relative to the clip start. Either goes to `meta["subtitles"]`, which the
+    encoder writes after the video as Molmo2's video preprocessor does (`processing.video.subtitle_text`);
+    a `*_w_subtitle` style falls back to the plain style when a clip has none (allenai TVQA, CinePile).
     question_table: the question is the first template listed for this column's value in a
     keyed JSON read alongside ({value: [templates]}, Countix class_to_question.json);
     video_map: this column is mapped through a keyed JSON read alongside before the video
@@ -196,14 +199,21 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
         subs = {str(r[subtitle_key]): r[subtitle_rows] for r in rows if subtitle_rows in r}
         rows = [r for r in rows if subtitle_rows not in r]
 
-    def conversations(item: Mapping[str, Any], row: Row) -> list[Conversation]:
-        prefix = f"Subtitles: {row[subtitle]}\n" if subtitle and row.get(subtitle) else ""
+    def subtitles_of(item: Mapping[str, Any], row: Row) -> str | list[list[Any]]:
         if subs:
             s, e = clip(item, row)
-            prefix = clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
+            return clip_subtitles(subs.get(str(row[subtitle_key]), []), s or 0.0, e)
+        if subtitle and row.get(subtitle):
+            return str(row[subtitle]).replace("<subtitle> ", "").strip()  # allenai CinePile
+        return ""
+
+    def conversations(item: Mapping[str, Any], row: Row) -> list[Conversation]:
         if question_table:
             item = {**item, "_question": lookup[str(row[question_table])][0]}
-        return qa_conversations(item, spec, prefix)
+        convs = qa_conversations(item, spec)
+        if (subtitle or subs) and not subtitles_of(item, row):
+            convs = [dataclasses.replace(c, style=c.style.removesuffix("_w_subtitle")) for c in convs]
+        return convs
 
     def llava_turns(row: Row) -> list[Conversation]:
         t = row[turns]
@@ -222,30 +232,41 @@ def read_video_qa(rows: Iterable[Row], *, media_root: str | None, source: str,
             return None
         rel = path(row)
         if turns:
-            return [((rel, None, None), c) for c in llava_turns(row)]
-        return [((rel, *clip(item, row)), c) for item in qa_items(row, qa_list)
+            return [((rel, None, None), c, "") for c in llava_turns(row)]
+        return [((rel, *clip(item, row)), c, subtitles_of(item, row)) for item in qa_items(row, qa_list)
                 for cs in keep_good([item], lambda it: conversations(it, row), skipped)
                 for c in cs]
 
     clips: dict[tuple[str, float | None, float | None], list[Conversation]] = {}
-    for pairs in convert_rows(with_header(rows) if header_row else rows, convert, skipped):
-        for key, conv in pairs:
+    clip_subs: dict[tuple[str, float | None, float | None], str | list[list[Any]]] = {}
+    for triples in convert_rows(with_header(rows) if header_row else rows, convert, skipped):
+        for key, conv, sub in triples:
             clips.setdefault(key, []).append(conv)
+            if sub:
+                clip_subs.setdefault(key, sub)
 
-    for (rel, s, e), convs in clips.items():
+    for key, convs in clips.items():
+        rel, s, e = key
         step = max_per_video or len(convs)
+        meta = {"subtitles": clip_subs[key]} if key in clip_subs else {}
         for i in range(0, len(convs), step):
             part = convs[i:i + step]
             ex_id = f"{rel}@{s}-{e}" + (f"#{i // step}" if step < len(convs) else "")
-            yield Example(ex_id, source, task, part, video=VideoRef(path=rel, start_s=s, end_s=e))
+            yield Example(ex_id, source, task, part, video=VideoRef(path=rel, start_s=s, end_s=e), meta=dict(meta))
 
 
-def clip_subtitles(subs: Iterable[Mapping[str, Any]], start: float, end: float | None) -> str:
-    """Molmo2 `TVQA.get_clip_subtitles`: subtitles overlapping [start, end], times relative to
-    the clip start, as a `Subtitles:` block before the question ("" when none)."""
-    lines = [f"[{float(x['start']) - start:.1f}-{float(x['end']) - start:.1f}] {x['text']}"
-             for x in subs if float(x["end"]) > start and (end is None or float(x["start"]) < end)]
-    return "Subtitles:\n" + "\n".join(lines) + "\n\n" if lines else ""
+def clip_subtitles(subs: Iterable[Mapping[str, Any]], start: float, end: float | None) -> list[list[Any]]:
+    """Molmo2 `TVQA.get_clip_subtitles`: [start_s, end_s, text] of the subtitles overlapping [start, end],
+    times relative to the clip start (items without start/end/text are dropped)."""
+    out = []
+    for x in subs:
+        try:
+            s, e, text = float(x["start"]), float(x["end"]), x["text"]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if e > start and (end is None or s < end):
+            out.append([s - start, e - start, text])
+    return out
 
 
 def read_video_segments(rows: Iterable[Row], *, media_root: str | None, source: str,

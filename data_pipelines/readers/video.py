@@ -234,9 +234,11 @@ def read_molmo2_cap(rows: Iterable[Row], *, media_root: str | None, source: str,
 def read_molmo2_video_capqa(rows: Iterable[Row], *, media_root: str | None, source: str,
                             skipped: MutableMapping[str, int]) -> Iterator[Example]:
     """allenai/Molmo2-VideoCapQA (video_id, Question, Answer, NegativeAnswers, Category) and
-    VideoSubtitleQA (+ subtitle [{start, end, text}]): as `Molmo2SynCaptionsQA`, one example
-    per video with one multiple-choice branch per question (style video_multiple_choice);
-    options in a fixed per-question shuffled order, answer = letter and option."""
+    VideoSubtitleQA (+ subtitle [{start, end, text}]): as `Molmo2SynCaptionsQA` /
+    `Molmo2SynCaptionsSubtitleQA`, one example per video with one multiple-choice branch per question
+    (style video_multiple_choice); options in a fixed per-question shuffled order, answer = letter and
+    option. The video's subtitles (its first row's, shared by all) go to `meta["subtitles"]`, written
+    after the video by the encoder as Molmo2's video preprocessor does."""
     def branch(row: Row) -> Conversation:
         options = [row["Answer"], *row["NegativeAnswers"]]
         key = zlib.crc32(f"{row['video_id']}|{row['Question']}".encode())
@@ -245,10 +247,6 @@ def read_molmo2_video_capqa(rows: Iterable[Row], *, media_root: str | None, sour
         lines = [f"{letters[j]}. {options[i]}" for j, i in enumerate(order)]
         answer = letters[order.index(0)] + ". " + options[0]
         prompt = row["Question"] + "\n" + "\n".join(lines)
-        if row.get("subtitle"):
-            subs = "\n".join(f"[{s['start']:.1f}-{s['end']:.1f}] {s['text']}"
-                             for s in row["subtitle"])
-            prompt = f"Subtitles:\n{subs}\n\n{prompt}"
         return _qa(prompt, answer, "video_multiple_choice")
 
     def convert(group: list[Row]) -> Example | None:
@@ -257,6 +255,8 @@ def read_molmo2_video_capqa(rows: Iterable[Row], *, media_root: str | None, sour
         convs = keep_good(group, branch, skipped)
         if not convs:
             return None
-        return Example(f"molmo2_syn_qa_{vid}", source, Task.VIDEO_QA, convs, video=video,
-                       meta={"category": group[0].get("Category") or ""})
+        meta = {"category": group[0].get("Category") or ""}
+        if group[0].get("subtitle"):
+            meta["subtitles"] = [[float(s["start"]), float(s["end"]), s["text"]] for s in group[0]["subtitle"]]
+        return Example(f"molmo2_syn_qa_{vid}", source, Task.VIDEO_QA, convs, video=video, meta=meta)
     return convert_rows(group_rows(rows, "video_id"), convert, skipped)

@@ -28,11 +28,12 @@ from molmo2_jax.processing.images import (ImageConfig, ImageInput, ProcessedImag
                                           load_image, process_image)
 from molmo2_jax.model_config import Molmo2TokenIds
 from molmo2_jax.processing.tokenizer import IMAGE_PROMPT, VIDEO_PROMPT, HFTokenizer, Tokenizer, load_tokenizer
-from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrames, load_video,
+from molmo2_jax.processing.video import (ProcessedVideo, VideoConfig, VideoFrames, load_video, load_video_hf,
                                          process_video, video_token_segments)
 
 VideoInput = Any  # a path, a VideoFrames, or a (frames [T, H, W, 3] uint8, timestamps [T]) pair
 PROCESSOR_FILE = "processor.json"
+HF_VIDEO_NUM_FRAMES, HF_VIDEO_MAX_FPS = 64, 2  # transformers 5.23 Molmo2VideoProcessor class defaults
 
 
 class Molmo2Processor:
@@ -68,9 +69,13 @@ class Molmo2Processor:
             low_res_col_tokens=col if low_col is None else low_col,
             low_res_start_token=proc.get("use_single_crop_start_token", True),
         )
+        _check_hf_video_config(hf_dir, vid)
         video = VideoConfig(
             **_vision_fields(vid, VideoConfig()),
-            max_fps=vid.get("max_fps", VideoConfig.max_fps),
+            # transformers' Molmo2VideoProcessor: class defaults num_frames 64 and max_fps 2, its own sampler
+            max_frames=int(vid.get("num_frames") or HF_VIDEO_NUM_FRAMES),
+            max_fps=vid.get("max_fps", HF_VIDEO_MAX_FPS),
+            sampler="transformers",
             use_col_tokens=proc.get("video_use_col_tokens", False),
             frame_special_tokens=proc.get("use_frame_special_tokens", True),
         )
@@ -202,14 +207,22 @@ class Molmo2Processor:
         frames = [self._video_frames(v) for v in videos]
         return processed_images, frames, [process_video(f, self.video) for f in frames]
 
+    def load_video(self, path: str | os.PathLike | bytes) -> VideoFrames:
+        """The frames this processor samples from a video file: molmo-utils' sampler (training, our
+        checkpoints) or, for a processor read from an HF directory, transformers' (`VideoConfig.sampler`)."""
+        cfg = self.video
+        if cfg.sampler == "transformers":
+            return load_video_hf(path, cfg.max_frames, cfg.max_fps, max_frame_pixels=cfg.max_frame_pixels,
+                                 max_video_pixels=cfg.max_video_pixels)
+        return load_video(path, cfg.max_frames, cfg.max_fps, max_frame_pixels=cfg.max_frame_pixels,
+                          max_video_pixels=cfg.max_video_pixels)
+
     def _video_frames(self, video: VideoInput) -> VideoFrames:
-        """Sampled frames of a path (molmo-utils sampling) or pre-sampled frames with timestamps."""
+        """Sampled frames of a path (`load_video`) or pre-sampled frames with timestamps."""
         if isinstance(video, VideoFrames):
             return video
-        if isinstance(video, (str, os.PathLike)):
-            return load_video(os.fspath(video), self.video.max_frames, self.video.max_fps,
-                              max_frame_pixels=self.video.max_frame_pixels,
-                              max_video_pixels=self.video.max_video_pixels)
+        if isinstance(video, (str, os.PathLike, bytes)):
+            return self.load_video(video)
         if isinstance(video, tuple) and len(video) == 2:
             return VideoFrames(*video)
         raise TypeError(f"cannot use a {type(video).__name__} as a video; pass a path, a "
@@ -299,6 +312,17 @@ def _read_json(directory: str, name: str) -> dict[str, Any]:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def _check_hf_video_config(hf_dir: str, vid: dict[str, Any]) -> None:
+    """Refuse video settings of an HF directory that transformers honours but this processor does not."""
+    unsupported = {k: vid[k] for k, bad in (("fps", lambda v: v is not None),
+                                            ("do_sample_frames", lambda v: v is False),
+                                            ("do_rescale", lambda v: v is False),
+                                            ("do_normalize", lambda v: v is False)) if k in vid and bad(vid[k])}
+    if unsupported:
+        raise ValueError(f"{os.path.join(hf_dir, 'video_preprocessor_config.json')}: {unsupported} is not "
+                         "supported (only num_frames/max_fps sampling of normalised frames); remove the setting")
 
 
 def _vision_fields(cfg: dict[str, Any], default: ImageConfig | VideoConfig) -> dict[str, Any]:
