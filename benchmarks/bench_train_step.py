@@ -157,6 +157,8 @@ def run_abstract(args) -> dict:
     c.batch_size = args.batch_size
     if args.crop_slots:
         c.data.max_crops = args.crop_slots
+    if args.grad_accum:
+        c.grad_accum_steps = args.grad_accum
     r = compiled_step_report(c)
     print(format_report(r), file=sys.stderr)
     return dict(r, side="jax-abstract")
@@ -175,6 +177,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=8, help="--abstract only: global batch")
+    p.add_argument("--grad-accum", type=int, default=0,
+                   help="--abstract only: micro-batches per step (0 = configs/stage1.py's grad_accum_steps)")
     p.add_argument("--torch", action="store_true", help="also train the PyTorch reference; print the ratio")
     p.add_argument("--abstract", action="store_true", help="compile on abstract shapes only (memory, FLOPs)")
     args = p.parse_args(argv)

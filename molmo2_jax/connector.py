@@ -8,6 +8,7 @@ from flax import nnx
 
 from molmo2_jax.layers import SwiGLU, dense
 from molmo2_jax.model_config import ConnectorConfig
+from molmo2_jax.sharding import constrain
 
 
 def gather_windows(features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -60,6 +61,7 @@ class Connector(nnx.Module):
     def __call__(self, features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
         """features [crops, patches, C], pooling [tokens, W] -> (vectors [tokens, D], token has patches [tokens])."""
         windows, valid = gather_windows(features, pooling)
+        windows = constrain(windows, ("batch", None, None))  # [tokens, W, C]: rows split like the batch they pool for
         query = masked_mean_query(windows, valid)
         pooled = self.image_pooling_2d(query, windows, valid)
         return self.image_projector(pooled), valid.any(-1)

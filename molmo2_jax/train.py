@@ -14,6 +14,7 @@ from flax import nnx
 
 from molmo2_jax.model import Molmo2
 from molmo2_jax.qwen3 import ResidualDropout
+from molmo2_jax.sharding import batch_axes, constrain
 
 COMPONENTS = ("vit", "connector", "llm")
 _PREFIX = {"vision_tower": "vit", "connector": "connector", "language_model": "llm"}
@@ -275,33 +276,80 @@ def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dro
     return head_cross_entropy(hidden, model.language_model.head_weight(), batch, z_loss, num_sources, chunk)
 
 
+def micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
+    """[B, ...] -> [n, B/n, ...] for gradient accumulation; micro-batch i holds rows i, i + n, i + 2n, ...
+
+    Strided rather than contiguous, so each device's rows (the batch is sharded in contiguous slices) split
+    into its own n micro-batches without moving data between devices (allenai/molmo2 splits each device's
+    batch into `device_train_microbatch_size` pieces the same way).
+    """
+    b = next(iter(batch.values())).shape[0]
+    if b % n:
+        raise ValueError(f"batch_size {b} is not divisible by grad_accum_steps {n}; pick a divisor of the batch")
+
+    def split(name, x):
+        x = jnp.moveaxis(x.reshape(b // n, n, *x.shape[1:]), 1, 0)  # [n, B/n, ...]
+        token_field = x.ndim == 3 and not name.startswith("pixel_values")
+        return constrain(x, (None, *batch_axes(x.ndim - 1, 1 if token_field else None)))
+
+    return {k: split(k, v) for k, v in batch.items()}
+
+
+def _accumulate_aux(total: dict, aux: dict, share: jax.Array) -> dict:
+    """Add one micro-batch's metrics: ce/accuracy weighted by its share of loss weight/tokens, counts summed."""
+    out = {}
+    for k, v in aux.items():
+        if k == "ce":
+            v = v * share
+        elif k == "accuracy":
+            v = v * aux["loss_tokens"]  # divided by the batch's loss tokens at the end
+        out[k] = total[k] + v
+    return out
+
+
 def make_train_step(z_loss: float = 0.0, accum_steps: int = 1, num_sources: int = 0,
                     dropout: tuple[float, float] = (0.0, 0.0), seed: int = 0):
     """A jitted step (state donated) with optional gradient accumulation over `accum_steps` micro-batches.
 
+    Accumulation is a `lax.scan` over the micro-batches (one compiled forward/backward whose buffers are
+    reused, however many there are), each micro-batch's loss divided by the WHOLE batch's loss weight, as
+    allenai/molmo2 does (`batch_divisor=global_batch`): loss and gradients equal one big batch's.
     Residual dropout masks depend only on (seed, optimizer step, micro-batch), so a resumed run draws the same.
     """
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_step(model: Molmo2, optimizer: nnx.Optimizer, batch):
         wrt = optimizer.wrt
-        diff = nnx.DiffState(0, wrt)
         step_key = jax.random.fold_in(jax.random.key(seed), optimizer.step[...])
-        grad_fn = nnx.value_and_grad(lambda m, b, k: loss_fn(m, b, z_loss, num_sources, dropout, k), argnums=diff,
-                                     has_aux=True)
         if accum_steps == 1:
+            grad_fn = nnx.value_and_grad(lambda m, b, k: loss_fn(m, b, z_loss, num_sources, dropout, k),
+                                         argnums=nnx.DiffState(0, wrt), has_aux=True)
             (loss, aux), grads = grad_fn(model, batch, step_key)
         else:
-            micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
-            loss, aux, grads = 0.0, None, None
-            for i in range(accum_steps):
-                mb = jax.tree.map(lambda x: x[i], micro)
-                (micro_loss, a), g = grad_fn(model, mb, jax.random.fold_in(step_key, i))
-                loss = loss + micro_loss / accum_steps
-                grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
-                aux = a if aux is None else jax.tree.map(jnp.add, aux, a)
-            grads = jax.tree.map(lambda g: g / accum_steps, grads)
-            aux = dict(aux, ce=aux["ce"] / accum_steps, accuracy=aux["accuracy"] / accum_steps)
+            vocab = model.cfg.text.vocab_size
+            total_w = jnp.maximum(_valid_targets(batch, vocab)[1].sum(), 1e-8)
+            graphdef, params, rest = nnx.split(model, wrt, ...)  # pure state: the scan body cannot close over nnx
+
+            def scaled_loss(params, b, k):
+                share = jax.lax.stop_gradient(_valid_targets(b, vocab)[1].sum() / total_w)
+                micro_loss, aux = loss_fn(nnx.merge(graphdef, params, rest), b, z_loss, num_sources, dropout, k)
+                return micro_loss * share, (aux, share)  # = sum(ce * w) / total_w (+ z-loss likewise)
+
+            grad_fn = jax.value_and_grad(scaled_loss, has_aux=True)
+
+            def body(carry, xs):
+                loss, aux, grads = carry
+                i, mb = xs
+                (micro_loss, (a, share)), g = grad_fn(params, mb, jax.random.fold_in(step_key, i))
+                return (loss + micro_loss, _accumulate_aux(aux, a, share), jax.tree.map(jnp.add, grads, g)), None
+
+            micro = micro_batches(batch, accum_steps)
+            first = jax.tree.map(lambda x: x[0], micro)
+            aux_shapes = jax.eval_shape(lambda p, b: scaled_loss(p, b, step_key)[1][0], params, first)
+            zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)  # noqa: E731
+            init = (jnp.zeros((), jnp.float32), zeros(aux_shapes), zeros(params))
+            (loss, aux, grads), _ = jax.lax.scan(body, init, (jnp.arange(accum_steps), micro))
+            aux = dict(aux, accuracy=aux["accuracy"] / jnp.maximum(aux["loss_tokens"], 1))
         grad_norm = optax.tree.norm(grads)
         optimizer.update(model, grads)
         return dict(aux, loss=loss, grad_norm=grad_norm, finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))

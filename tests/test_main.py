@@ -1,11 +1,9 @@
-"""The trainer CLI: the demo learns (short CI version), --inspect, resume after SIGKILL gives the same losses."""
+"""The trainer CLI: the demo learns (short CI version), --inspect, two processes (resume after SIGKILL: test_faults)."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -46,29 +44,6 @@ def test_inspect_prints_params_mesh_and_memory(tmp_path):
     assert "input_ids" in out  # one batch was built and shown
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
-    common = ("total_steps=12", "log_every=1", "checkpoint_every=4", "data.eval_examples=0", "data.window=16")
-    full = tmp_path / "full"
-    assert _main(full, *common).returncode == 0
-    want = {r["step"]: r["loss"] for r in _metrics(full) if "loss" in r}
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and not os.path.exists(killed / "checkpoints" / "8"):
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert _main(killed, *common).returncode == 0
-    got = {r["step"]: r["loss"] for r in _metrics(killed) if "loss" in r}
-    assert set(want) <= set(got)
-    for step, loss in want.items():
-        assert abs(got[step] - loss) <= 1e-6, (step, got[step], loss)
-
-
 @pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
 def test_stage_configs_inspect_nano_on_fake_devices(tmp_path, stage):
     """Abstract shapes only: the nano model's shardings and per-device memory on 8 fake CPU devices."""
@@ -98,6 +73,7 @@ def test_two_processes_with_jax_distributed_train_together(tmp_path):
         env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
         env.pop("XLA_FLAGS", None)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # both processes compile at once: no shared cache entries
         procs.append(subprocess.Popen(_cmd(tmp_path, ("total_steps=3", "log_every=1", "checkpoint_every=3",
                                                       "data.eval_examples=0", "data.window=16")),
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

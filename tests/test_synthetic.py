@@ -8,9 +8,10 @@ import pytest
 from data_pipelines import media
 from data_pipelines.packing import PackSpec
 from data_pipelines.schema import serialize, validate
-from data_pipelines.synthetic import (COLOURS, DEMO_WEIGHTS, TASKS, ByteLevelEncoder,
-                                      SyntheticConfig, SyntheticSource, caption_text, place,
-                                      synthetic_sources)
+from byte_encoder import ByteLevelEncoder
+from data_pipelines.synthetic import (COLOURS, DEMO_WEIGHTS, TASKS, SyntheticConfig, SyntheticSource,
+                                      caption_text, place, synthetic_sources)
+from molmo2_jax.processing.video import load_video
 
 CFG = SyntheticConfig()
 POINTS = re.compile(r'<points coords="([^"]*)">([^<]*)</points>')
@@ -127,9 +128,10 @@ def test_multi_image_groups_points_per_image_with_continuing_ids():
 def test_tracking_video_decodes_and_tracks_follow_the_objects():
     src = SyntheticSource("tracking", 5, seed=0)
     ex = src[0]
-    frames, times = media.decode_video(ex.video)
-    assert frames.shape == (CFG.num_frames, CFG.height, CFG.width, 3)
-    np.testing.assert_allclose(times, np.arange(CFG.num_frames) / CFG.fps)
+    video = load_video(ex.video.data, max_frames=CFG.num_frames + 1, max_fps=CFG.fps)  # every frame + the end
+    frames = video.frames
+    assert frames.shape == (CFG.num_frames + 1, CFG.height, CFG.width, 3)
+    np.testing.assert_allclose(video.timestamps, np.arange(CFG.num_frames + 1) / CFG.fps)
     answer = ex.conversations[0].messages[1].content
     groups = re.search(r'<tracks coords="([^"]*)">', answer).group(1).split(";")
     assert [g.split()[0] for g in groups] == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
