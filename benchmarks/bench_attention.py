@@ -2,11 +2,13 @@
 
 Memory: compiled temp bytes per device of forward + backward (`memory_analysis()`, nothing allocated) at nano's
 attention shape (16 query heads, 8 KV heads, head_dim 128, bf16) for 2k -> 36k tokens. Time: wall clock of a
-jitted forward + backward on a small head shape (8/8 heads x 32, so a 2-core CPU finishes), median of `--repeats`,
-and the ring / dense ratio per token. The mask is a stage-3-like pack: a video example (frames of vision tokens
-separated by timestamp text) then a text example, so block skipping sees the real structure.
+jitted forward + backward on a small head shape (`--time-heads` query = KV heads x 32, fp32, so a 2-core CPU
+finishes), median of `--repeats`, in microseconds per token, and the ring / dense ratio per token (dense is timed
+up to `--dense-max-time` tokens: beyond, its T x T scores alone exceed a small machine's memory). The mask is a
+stage-3-like pack: a video example (frames of vision tokens separated by timestamp text) then a text example, so
+block skipping sees the real structure.
 
-COMMAND: python -m benchmarks.bench_attention [--lengths 2048,4096,8192,16384,36864] [--time-lengths 1024,2048,4096]
+COMMAND: python -m benchmarks.bench_attention [--lengths 2048,4096,8192,16384,36864] [--time-lengths 2048,4096,8192]
 """
 
 from __future__ import annotations
@@ -80,41 +82,47 @@ def memory_row(impl: str, t: int, block: int) -> dict:
     return {"impl": impl, "tokens": t, "temp_gib_per_device": mem.temp_size_in_bytes / GiB}
 
 
-def time_row(impl: str, t: int, block: int, repeats: int) -> dict:
+def time_row(impl: str, t: int, block: int, repeats: int, heads: int = 8) -> dict:
     mesh = mesh_for(impl)
     with jax.set_mesh(mesh):
         fn = fwd_bwd(impl, layout(impl, t), block)
-        args = args_for(t, 8, 8, 32, jnp.float32, False)
+        args = args_for(t, heads, heads, 32, jnp.float32, False)
         jax.block_until_ready(fn(*args))
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             jax.block_until_ready(fn(*args))
             times.append(time.perf_counter() - t0)
-    return {"impl": impl, "tokens": t, "fwd_bwd_s": float(np.median(times))}
+    s = float(np.median(times))
+    return {"impl": impl, "tokens": t, "heads": heads, "fwd_bwd_s": s, "us_per_token": s / t * 1e6}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", default="2048,4096,8192,16384,36864")
-    p.add_argument("--time-lengths", default="1024,2048,4096")
+    p.add_argument("--time-lengths", default="2048,4096,8192")
+    p.add_argument("--time-heads", type=int, default=8,
+                   help="query (= KV) heads of the timed shape, head_dim 32 (ulysses needs 8 | KV heads)")
+    p.add_argument("--dense-max-time", type=int, default=4096, help="longest length the dense path is timed at")
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--block", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     impls = a.impls.split(",")
     print(f"memory (nano attention, 16/8 heads x 128, bf16; forward + backward; per device), block {a.block}")
-    for t in map(int, a.lengths.split(",")):
+    for t in [int(x) for x in a.lengths.split(",") if x]:
         rows = [memory_row(i, t, a.block) for i in impls]
         print(f"  {t:6d} tokens: " + ", ".join(f"{r['impl']} {r['temp_gib_per_device']:.3f} GiB" for r in rows))
         print(json.dumps(rows), flush=True)
-    print(f"time (8/8 heads x 32, fp32, forward + backward, median of {a.repeats}; ring/ulysses over 8 fake "
-          "devices sharing the host's cores)")
-    for t in map(int, a.time_lengths.split(",")):
-        rows = {i: time_row(i, t, a.block, a.repeats) for i in impls}
-        line = ", ".join(f"{i} {r['fwd_bwd_s'] * 1e3:.0f} ms" for i, r in rows.items())
-        ratio = rows["ring"]["fwd_bwd_s"] / rows["xla"]["fwd_bwd_s"] if "ring" in rows and "xla" in rows else None
-        print(f"  {t:6d} tokens: {line}" + (f"; ring/dense {ratio:.2f}" if ratio else ""))
+    print(f"time ({a.time_heads}/{a.time_heads} heads x 32, fp32, forward + backward, median of {a.repeats}; "
+          "ring/ulysses over 8 fake devices sharing the host's cores)")
+    for t in [int(x) for x in a.time_lengths.split(",") if x]:
+        rows = {i: time_row(i, t, a.block, a.repeats, a.time_heads) for i in impls
+                if i != "xla" or t <= a.dense_max_time}
+        line = ", ".join(f"{i} {r['fwd_bwd_s']:.2f} s ({r['us_per_token']:.0f} us/token)" for i, r in rows.items())
+        ratios = [f"{i}/dense {rows[i]['us_per_token'] / rows['xla']['us_per_token']:.2f}" for i in rows
+                  if i != "xla" and "xla" in rows]
+        print(f"  {t:6d} tokens: {line}" + (f"; per token {', '.join(ratios)}" if ratios else ""), flush=True)
         print(json.dumps(list(rows.values())), flush=True)
 
 

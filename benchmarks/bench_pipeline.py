@@ -3,9 +3,9 @@
     python benchmarks/bench_pipeline.py [--batches 40] [--seq-len 2048] [--workers 0,1,2]
 
 Reads synthetic examples from ArrayRecord shards (written to a temp dir first, so the real read
-path runs: ArrayRecord -> msgpack -> PNG/MP4 decode), encodes them with the byte-level stand-in
-encoder (processing/ is not plugged in), packs first-fit and batches. Prints one line per worker
-count and the speed-up ratios against 1 worker.
+path runs: ArrayRecord -> msgpack -> PNG/MP4 decode), encodes them with the tiny demo's processor
+(`ExampleEncoder`, its SentencePiece tokenizer and 56-px crops), packs first-fit and batches. Prints one
+line per worker count and the speed-up ratios against 1 worker.
 """
 
 from __future__ import annotations
@@ -19,16 +19,25 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipelines import writer  # noqa: E402
-from data_pipelines.packing import PackSpec, default_token_fields  # noqa: E402
 from data_pipelines.pipeline import prepared_pipeline  # noqa: E402
-from data_pipelines.synthetic import DEMO_WEIGHTS, ByteLevelEncoder, synthetic_sources  # noqa: E402
+from data_pipelines.synthetic import DEMO_WEIGHTS, synthetic_sources  # noqa: E402
 
 
-def measure(data: str, workers: int, args: argparse.Namespace) -> tuple[float, float, float]:
+def demo_encoder(args: argparse.Namespace, workdir: str):
+    """(encode_fn, PackSpec) of the tiny demo's processor at this benchmark's sequence length and crop budget."""
+    from data_pipelines.inspect import DEMO_CONFIG, load_config
+    from molmo2_jax.data import make_processor, model_config_for, pack_spec
+    from molmo2_jax.processing.encode import ExampleEncoder
+
+    config = load_config(DEMO_CONFIG)
+    config.seq_len, config.data.max_crops, config.data.max_frames = args.seq_len, args.max_crops, args.max_crops
+    processor = make_processor(config, workdir)
+    return ExampleEncoder(processor, mixture="synthetic"), pack_spec(config, processor,
+                                                                     model_config_for(config, processor))
+
+
+def measure(data: str, workers: int, args: argparse.Namespace, enc, spec) -> tuple[float, float, float]:
     """(packed sequences/s, non-pad tokens/s, packing efficiency) after a warm-up."""
-    enc = ByteLevelEncoder()
-    spec = PackSpec(seq_len=args.seq_len, media=enc.media_fields(args.max_crops, args.max_crops),
-                    token_fields=default_token_fields(pad_id=0))
     it = iter(prepared_pipeline(data, DEMO_WEIGHTS, enc, spec, args.batch_size,
                                 num_workers=workers, pack_window=args.window))
     for _ in range(args.warmup):
@@ -62,9 +71,10 @@ def main() -> None:
             writer.write_examples((src[i] for i in range(len(src))), data, name)
         print(f"wrote {7 * args.examples} synthetic examples in {time.perf_counter() - t:.1f}s; "
               f"seq_len {args.seq_len}, batch {args.batch_size}, cpus {os.cpu_count()}")
+        enc, spec = demo_encoder(args, os.path.join(data, "tokenizer"))
         results = {}
         for w in (int(x) for x in args.workers.split(",")):
-            seq_s, tok_s, eff = measure(data, w, args)
+            seq_s, tok_s, eff = measure(data, w, args, enc, spec)
             results[w] = seq_s
             print(f"workers={w}: {seq_s:8.1f} packed seq/s  {tok_s:10.0f} tokens/s  "
                   f"efficiency {eff:.3f}")

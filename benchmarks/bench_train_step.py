@@ -114,16 +114,18 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    times, losses = [], []
+    times, cpus, losses = [], [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = step(model, opt, batch)
         losses.append(float(jax.block_until_ready(out["loss"])))
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     seq_len = batch["input_ids"].shape[1]
     flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["crops"].shape[1]))
     step_s = float(np.median(times[1:] if len(times) > 1 else times))
-    out = {"side": "jax", "step_s": step_s, "tokens_per_s": seq_len / step_s, "compile_s": compile_s,
+    cpu_s = float(np.median(cpus[1:] if len(cpus) > 1 else cpus))
+    out = {"side": "jax", "step_s": step_s, "cpu_s": cpu_s, "tokens_per_s": seq_len / step_s, "compile_s": compile_s,
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),
            "argument_bytes": int(mem.argument_size_in_bytes),
            "formula_flops": flops, "xla_flops": float(cost.get("flops", 0.0)), "flops_per_s": flops / step_s}
@@ -138,7 +140,8 @@ def run_torch(args, model, hf: dict) -> dict:
 
     res = torch_reference.train_steps(model, {k: v for k, v in hf.items()}, args.steps, args.lr)
     seq_len = hf["input_ids"].shape[1]
-    return {"side": "torch", "step_s": res["step_s"], "tokens_per_s": seq_len / res["step_s"], "losses": res["losses"],
+    return {"side": "torch", "step_s": res["step_s"], "cpu_s": res["cpu_s"], "tokens_per_s": seq_len / res["step_s"],
+            "losses": res["losses"],
             "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
@@ -154,6 +157,8 @@ def run_abstract(args) -> dict:
     c.batch_size = args.batch_size
     if args.crop_slots:
         c.data.max_crops = args.crop_slots
+    if args.grad_accum:
+        c.grad_accum_steps = args.grad_accum
     r = compiled_step_report(c)
     print(format_report(r), file=sys.stderr)
     return dict(r, side="jax-abstract")
@@ -168,10 +173,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--vocab", type=int, default=151_936)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--remat", default="none", choices=("none", "block", "dots"))
-    p.add_argument("--attention", default="xla", choices=("xla", "dot_product", "cudnn"))
+    p.add_argument("--attention", default="xla", choices=("xla", "dot_product", "cudnn", "blockwise"))
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=8, help="--abstract only: global batch")
+    p.add_argument("--grad-accum", type=int, default=0,
+                   help="--abstract only: micro-batches per step (0 = configs/stage1.py's grad_accum_steps)")
     p.add_argument("--torch", action="store_true", help="also train the PyTorch reference; print the ratio")
     p.add_argument("--abstract", action="store_true", help="compile on abstract shapes only (memory, FLOPs)")
     args = p.parse_args(argv)
@@ -190,6 +197,7 @@ def main(argv=None) -> list[dict]:
         if args.torch:
             ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
             rows.append({"side": "ratio", "jax_over_torch_tokens_per_s": ratio,
+                         "jax_over_torch_cpu_s": rows[1]["cpu_s"] / rows[0]["cpu_s"], "load_avg": os.getloadavg()[0],
                          "first_loss_diff": abs(rows[0]["losses"][0] - rows[1]["losses"][0])})
     for r in rows:
         print(json.dumps(dict(r, model=args.model, seq_len=args.seq_len, dtype=args.dtype, remat=args.remat)))

@@ -57,7 +57,8 @@ def build(config, path: str | None = None, seed: int = 0):
 
 
 def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
-    """`steps` AdamW steps (frozen vision tower) on one batch; seconds per step after the first, losses."""
+    """`steps` AdamW steps (frozen vision tower) on one batch; wall and process-CPU seconds per step after the
+    first (medians), losses."""
     import torch
 
     torch.manual_seed(0)
@@ -67,9 +68,9 @@ def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
                             eps=1e-6, weight_decay=0.0)
     inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
     model.train()
-    times, losses = [], []
+    times, cpus, losses = [], [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -77,4 +78,6 @@ def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
         times.append(time.perf_counter() - t0)
-    return {"step_s": float(np.median(times[1:] if len(times) > 1 else times)), "losses": losses}
+        cpus.append(time.process_time() - c0)
+    median = lambda x: float(np.median(x[1:] if len(x) > 1 else x))  # noqa: E731
+    return {"step_s": median(times), "cpu_s": median(cpus), "losses": losses}

@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.max_consecutive_nonfinite = 5
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "sequence": 1})
     c.attention_impl = "xla"
+    c.attention_block_size = 512  # query/key block of blockwise / ring / Ulysses attention (memory O(T x block))
     c.remat = "none"  # "none" | "block" | "dots" (qwen3.REMAT_POLICIES)
     c.dtype = "bfloat16"
     c.checkpoint_every = 1000

@@ -26,13 +26,14 @@ def get_config():
     c.eval_every = 0
     c.data.mixture = "synthetic"
     c.data.weights = {"caption": 0.1, "pointing": 0.5, "counting": 0.4}
-    c.data.max_crops = 14  # per packed sequence: ~5 examples x (global view + 1 crop)
+    c.data.max_crops = 8  # per packed sequence: ~3.5 scenes x (global view + 1 crop); 14 left half the ViT idle
     c.data.max_crops_per_image = 2
     c.data.num_examples = 20000
     c.data.image_size = 56
     c.data.vocab_size = 400  # of the SentencePiece tokenizer trained on the synthetic text
     # up to 3 shapes, large enough that a point inside one is a visible grounding skill
+    # ("questions_per_image": 3 asks each training scene up to 3 questions: see docs/benchmarks.md)
     c.data.synthetic = {"max_objects": 3, "max_count": 3, "min_radius": 0.12, "max_radius": 0.18}
     c.data.eval_max_new_tokens = 96
-    c.data.eval_examples = 64
+    c.data.eval_examples = 256  # 128 pointing + 128 counting held-out scenes, batched greedy answers
     return c

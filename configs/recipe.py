@@ -70,6 +70,9 @@ OFFICIAL: dict[int, list[Row]] = {
         Row("data.weights", {"captions": 0.6, "pointing": 0.3, "nlp": 0.1},
             f"{PRETRAIN} KwargsMixture(1 - pointing - nlp) / (--pointing 0.3) / (--nlp 0.1)"),
         Row("data.max_crops", 16, f"{PRETRAIN} VideoPreprocessorConfig(max_frames=16): 16 crops per pack"),
+        Row("grad_accum_steps", 4, f"{PRETRAIN} device_train_microbatch_size=4: on 8 GPUs each device's 16 "
+            "sequences run as 4 micro-batches of 4, each loss divided by the global batch's weight "
+            "(batch_divisor=global_batch)"),
         Row("data.system_prompt", "style_and_length_v2", f"{PRETRAIN} DataFormatter(system_prompt=...); "
             "olmo/preprocessing/data_formatter.py get_system_prompt"),
         *_common(PRETRAIN),

@@ -30,6 +30,10 @@ def get_config():
     c.residual_dropout = 0.0
     c.response_residual_dropout = 0.1
     c.remat = "block"
+    # pretrain.py device_train_microbatch_size=4: batch 128 on 8 devices = 4 micro-batches of 4 per device, which
+    # fits a 40 GB A100 (docs/benchmarks.md); per-device micro-batch = 128 / devices / grad_accum_steps.
+    c.grad_accum_steps = 4
+    c.attention_impl = "blockwise"  # flash-style, mask per block: 11.1 vs 13.9 GiB per device for dense `xla`
     c.checkpoint_every = 1000
     c.data.max_crops = 16  # allenai/molmo2's pre-training crop budget per pack (the ViT runs on every slot)
     c.data.mixture = "stage1"

@@ -10,11 +10,10 @@ from data_pipelines.packing import MediaField, PackSpec, default_token_fields
 from data_pipelines.pipeline import DataCounters, build_pipeline, decode_batch, prepared_pipeline
 from data_pipelines.schema import (SKIP_REASONS, BadSample, Box, Conversation, Example, ImageRef,
                                    Message, Points, Task, Track, VideoRef)
-from data_pipelines.synthetic import (DEMO_WEIGHTS, ByteLevelEncoder, SyntheticConfig,
-                                      SyntheticSource, synthetic_sources)
+from data_pipelines.synthetic import DEMO_WEIGHTS, SyntheticConfig, SyntheticSource, synthetic_sources
 
 __all__ = [
-    "SKIP_REASONS", "BadSample", "Box", "ByteLevelEncoder", "Conversation", "DEMO_WEIGHTS",
+    "SKIP_REASONS", "BadSample", "Box", "Conversation", "DEMO_WEIGHTS",
     "DataCounters", "Example", "ImageRef", "config_weights", "MediaField", "Message", "PackSpec", "Points",
     "SyntheticConfig", "SyntheticSource", "Task", "Track", "VideoRef", "build_pipeline",
     "decode_batch", "default_token_fields", "mix", "prepared_pipeline", "stage_weights",

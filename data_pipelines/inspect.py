@@ -128,6 +128,22 @@ def write_pack_pngs(batch: Mapping[str, np.ndarray], detokenize: Callable[[list[
     return paths
 
 
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.py")
+
+
+def _is_synthetic_tiny(cfg: Any) -> bool:
+    return cfg is not None and _get(cfg, "model.name") == "tiny" and _get(cfg, "data.mixture") == "synthetic"
+
+
+def _demo_batches(cfg: Any, workdir: str):
+    """(processor, model config, batch iterator) of a synthetic tiny-model config, as the trainer builds them."""
+    from molmo2_jax.data import make_processor, make_train_data, model_config_for
+
+    proc = make_processor(cfg, workdir)  # trains the demo tokenizer into workdir once
+    model_cfg = model_config_for(cfg, proc)
+    return proc, model_cfg, iter(make_train_data(cfg, proc, model_cfg))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Molmo2 mixture statistics and decoded packs.")
     p.add_argument("--config", help="configs/<stage>.py with get_config()")
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic", action="store_true", help="use the synthetic demo mixture")
     p.add_argument("--samples", type=int, default=20_000, help="draws for realised shares")
     p.add_argument("--decode", type=int, default=0, metavar="N",
-                   help="print N packed batches of synthetic data (byte-level stand-in encoder)")
+                   help="print N packed batches of the demo's synthetic data (its real processor)")
     p.add_argument("--png", metavar="DIR", help="with a tiny-model config: pack synthetic data with the real "
                    "processor, print one batch as text and write PNGs of its crops with the points drawn")
     args = p.parse_args(argv)
@@ -160,28 +176,20 @@ def main(argv: list[str] | None = None) -> int:
           + (f", data: {data_path}" if data_path else ""))
     print(mixture_table(weights, stage, args.samples,
                         steps * batch if steps and batch else None))
-    if args.decode:
-        from data_pipelines.packing import PackSpec, default_token_fields
-        from data_pipelines.pipeline import build_pipeline
-        from data_pipelines.synthetic import ByteLevelEncoder, synthetic_sources
-        enc = ByteLevelEncoder()
-        spec = PackSpec(seq_len=int(_get(cfg, "seq_len", 512)),
-                        media=enc.media_fields(max_crops=16, max_frames=16),
-                        token_fields=default_token_fields(pad_id=0))
-        synthetic = weights if all(n.startswith("synthetic_") for n in weights) else \
-            mixture.config_weights("synthetic")
-        it = iter(build_pipeline(synthetic_sources(10_000), synthetic, enc, spec, batch_size=2,
-                                 pack_window=32))
-        print_packed(it, enc.decode, args.decode)
-        print(it.counters.metrics())
+    if args.decode:  # the tiny demo's real processor (its SentencePiece tokenizer) on the synthetic mixture
+        import tempfile
+
+        demo = cfg if _is_synthetic_tiny(cfg) else load_config(DEMO_CONFIG)
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, _, it = _demo_batches(demo, tmp)
+            print_packed(it, proc.tokenizer.decode, args.decode)
+            print(it.counters.metrics())
     if args.png:
-        if cfg is None or _get(cfg, "model.name") != "tiny" or _get(cfg, "data.mixture") != "synthetic":
+        if not _is_synthetic_tiny(cfg):
             print("error: --png needs a synthetic tiny-model config, e.g. --config configs/demo.py", file=sys.stderr)
             return 2
-        from molmo2_jax.data import make_processor, make_train_data, model_config_for
-        proc = make_processor(cfg, args.png)
-        model_cfg = model_config_for(cfg, proc)
-        batch = next(iter(make_train_data(cfg, proc, model_cfg)))
+        proc, model_cfg, it = _demo_batches(cfg, args.png)
+        batch = next(it)
         print_packed(iter([batch]), proc.tokenizer.decode, 1)
         for path in write_pack_pngs(batch, proc.tokenizer.decode, model_cfg.vit.patch_size, args.png):
             print(f"wrote {path}")

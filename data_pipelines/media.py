@@ -1,10 +1,9 @@
-"""Image and video decoding for the Molmo2 data path; failures become counted BadSamples."""
+"""Image decoding and video opening for the Molmo2 data path (failures become counted BadSamples); media encoding."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from fractions import Fraction
 
 import av
@@ -13,10 +12,9 @@ from PIL import Image
 
 from data_pipelines.schema import BadSample, ImageRef, VideoRef
 
-# Decode budgets (the same defaults as molmo2_jax.processing's ImageConfig.max_pixels and
-# VideoConfig.max_video_pixels): a small file must not decode to gigabytes.
+# Decode budget (the same default as molmo2_jax.processing's ImageConfig.max_pixels): a small file must not decode
+# to gigabytes. Videos are decoded by molmo2_jax.processing.video.load_video (VideoConfig's budgets).
 MAX_IMAGE_PIXELS = 40_000_000
-MAX_VIDEO_PIXELS = 400_000_000
 
 
 def resolve(path: str, root: str | None) -> str:
@@ -67,42 +65,6 @@ def _open_video(ref: VideoRef, root: str | None):
         return av.open(path), path
     except av.FFmpegError as e:
         raise BadSample("undecodable_media", f"cannot open video {path}: {e}")
-
-
-def decode_video(ref: VideoRef, times: Sequence[float] | None = None, root: str | None = None,
-                 threads: int = 1, max_pixels: int = MAX_VIDEO_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Frames [N, H, W, 3] uint8 at the requested clip-relative `times` (all frames if None).
-
-    Each requested time takes the last decoded frame whose timestamp is <= it (the Molmo2
-    sampler asks for uniform times that always include the last frame). Returns (frames, times).
-    One decoder thread by default: the pipeline parallelises across examples (Grain workers),
-    and FFmpeg's per-stream thread pool costs more than it saves on short clips. Decoding stops
-    with BadSample once the kept frames exceed `max_pixels` (frames x height x width).
-    """
-    container, what = _open_video(ref, root)
-    start = ref.start_s or 0.0
-    frames, stamps = [], []
-    try:
-        with container:
-            stream = container.streams.video[0]
-            stream.thread_count = threads
-            for frame in container.decode(stream):
-                t = float(frame.pts * stream.time_base) - start if frame.pts is not None else 0.0
-                if t < -1e-6 or (ref.end_s is not None and t + start > ref.end_s + 1e-6):
-                    continue
-                if (len(frames) + 1) * frame.width * frame.height > max_pixels:
-                    raise BadSample("undecodable_media", f"{what} decodes to more than {max_pixels} pixels "
-                                                         f"({len(frames) + 1} frames of {frame.width}x{frame.height})")
-                frames.append(frame.to_ndarray(format="rgb24"))
-                stamps.append(t)
-    except av.FFmpegError as e:
-        raise BadSample("undecodable_media", f"cannot decode {what}: {e}")
-    if not frames:
-        raise BadSample("undecodable_media", f"{what} has no frames in the requested clip")
-    if times is None:
-        return np.stack(frames), np.asarray(stamps)
-    idx = np.clip(np.searchsorted(np.asarray(stamps), np.asarray(times) + 1e-6) - 1, 0, None)
-    return np.stack([frames[i] for i in idx]), np.asarray(times, dtype=np.float64)
 
 
 def encode_video(frames: np.ndarray, fps: float) -> bytes:

@@ -10,9 +10,6 @@ pointing F1, counting accuracy and tracking metrics.
 Chance levels: counting targets are uniform in 0..max_count, so guessing any fixed count (or
 uniformly) scores `SyntheticConfig.counting_chance` = 1 / (max_count + 1) (0.2 by default); the
 VQA colour question has 1/4 chance, the shape question 1/3, yes/no 1/2.
-
-`ByteLevelEncoder` is a stand-in `encode_fn` (UTF-8 bytes as tokens, tiny real crops) with the
-same output contract as `molmo2_jax/processing`, for tests and benchmarks of the pipeline.
 """
 
 from __future__ import annotations
@@ -21,14 +18,11 @@ import dataclasses
 import zlib
 
 import numpy as np
-from PIL import Image
 
 from data_pipelines import media
-from data_pipelines.packing import MediaField
 from data_pipelines.schema import (Box, Conversation, Example, ImageRef, Message, Points, Task,
                                    Track, VideoRef)
 from molmo2_jax.processing import formats
-from molmo2_jax.processing.chat import branch_positions, branch_weights, loss_weighting
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (30, 160, 60), "blue": (40, 80, 220), "yellow": (235, 195, 20)}
@@ -61,6 +55,10 @@ class SyntheticConfig:
     max_images: int = 3       # multi-image examples have 2..max_images images
     num_frames: int = 6       # tracking videos
     fps: float = 2.0
+    # pointing / counting: questions per scene, as a message tree (Molmo2 packs several annotations of one
+    # image as branches): the first asks about the sampled target, the others about the scene's other kinds
+    # (counting also about absent ones). Training signal per encoded image; 1 = the plain task (held-out eval).
+    questions_per_image: int = 1
 
     @property
     def counting_chance(self) -> float:
@@ -203,19 +201,44 @@ class SyntheticSource:
         shapes = place(rng, [target] * k + _other_kinds(target, rng, n_other), cfg)
         label = plural(f"{target[1]} {target[0]}")
         centres = [s.centre(cfg) for s in shapes[:k]]
-        return shapes, label, centres
+        return shapes, label, centres, target
 
     def _points_example(self, rng: np.random.Generator, cfg: SyntheticConfig, k: int, style: str) -> Example:
         """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
-        shapes, label, centres = self._targets_scene(rng, cfg, k)
+        shapes, label, centres, target = self._targets_scene(rng, cfg, k)
         if style == "pointing":
             question, answer = f"Point to the {label}.", formats.format_points([(1, centres)], label)
         else:
             question, answer = f"How many {label} are there?", formats.format_count([(1, centres)], label)
         conv = Conversation([Message("user", question), Message("assistant", answer)], style=style)
-        return Example("", "", "", [conv], images=[_image_ref(shapes, cfg)],
+        convs = [conv] + self._more_questions(rng, cfg, shapes, target, style)
+        return Example("", "", "", convs, images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
+
+    @staticmethod
+    def _more_questions(rng: np.random.Generator, cfg: SyntheticConfig, shapes: list[Shape],
+                        target: tuple[str, str], style: str) -> list[Conversation]:
+        """`questions_per_image - 1` more branches about the scene's other kinds (drawn after the scene, so
+        the first conversation is the same as with one question): the present kinds, and for counting at most
+        one absent kind ("There are none.")."""
+        if cfg.questions_per_image <= 1:
+            return []
+        present = [kd for kd in dict.fromkeys((s.shape, s.colour) for s in shapes) if kd != target]
+        picks = [present[i] for i in rng.permutation(len(present))[:cfg.questions_per_image - 1]]
+        absent = [kd for kd in _kinds() if kd != target and kd not in present]
+        if style != "pointing" and len(picks) < cfg.questions_per_image - 1:  # one count of zero at most
+            picks.append(absent[int(rng.integers(0, len(absent)))])
+        out = []
+        for shape, colour in picks:
+            label = plural(f"{colour} {shape}")
+            centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
+            if style == "pointing":
+                q, a = f"Point to the {label}.", formats.format_points([(1, centres)], label)
+            else:
+                q, a = f"How many {label} are there?", formats.format_count([(1, centres)], label)
+            out.append(Conversation([Message("user", q), Message("assistant", a)], style=style))
+        return out
 
     def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         return self._points_example(rng, cfg, int(rng.integers(1, cfg.max_count + 1)), "pointing")
@@ -318,139 +341,3 @@ def synthetic_sources(num_examples: int, seed: int = 0, config: SyntheticConfig 
                       tasks: tuple[str, ...] = tuple(TASKS)) -> dict[str, SyntheticSource]:
     """{'synthetic_<task>': source} for the offline demo mixture (see DEMO_WEIGHTS)."""
     return {f"synthetic_{t}": SyntheticSource(t, num_examples, seed, config) for t in tasks}
-
-
-# --- stand-in encode_fn ----------------------------------------------------------------------
-
-PAD, EOS, IM_START, IM_END, IM_PATCH, FRAME_START, FRAME_END, USER, ASSISTANT = range(9)
-BYTE_OFFSET = 16
-MM_TOKENS = (IM_START, IM_END, IM_PATCH, FRAME_START, FRAME_END)
-_SPECIAL = {PAD: "<pad>", EOS: "<eos>", IM_START: "<im_start>", IM_END: "<im_end>",
-            IM_PATCH: "<im_patch>", FRAME_START: "<frame_start>", FRAME_END: "<frame_end>",
-            USER: "<user>", ASSISTANT: "<assistant>"}
-
-
-@dataclasses.dataclass(frozen=True)
-class ByteLevelEncoder:
-    """Stand-in encode_fn with `Molmo2Processor.training_example`'s output contract.
-
-    Tokens: UTF-8 bytes (+16) and a few specials; BOS, then the media tokens (shared prefix,
-    branch -1), then one branch per conversation (message tree) with position_ids continuing
-    after the prefix. target_ids[t] is the next token of the same branch (-1 at a span's end);
-    loss_weights follow `chat.loss_weighting` (the demo's synthetic mixture: 1) where the target is an
-    assistant byte or its EOS.
-    Images: a global and a centre crop of `crop_px` squares in `patch_px` patches (16 x 48
-    values), 2x2 pooling -> 8 `<im_patch>` tokens. Video frames: one crop each, 3x3 pooling
-    over the 4x4 patch grid (-1 padded) -> 4 tokens per frame.
-    """
-
-    crop_px: int = 16
-    patch_px: int = 4
-    mixture: str = "synthetic"
-
-    @property
-    def crop_shape(self) -> tuple[int, int]:
-        return (self.crop_px // self.patch_px) ** 2, self.patch_px ** 2 * 3
-
-    def media_fields(self, max_crops: int, max_frames: int) -> tuple[MediaField, ...]:
-        """Packer fields matching this encoder's crops (images and video frames)."""
-        return (MediaField.image(max_crops, self.crop_shape),
-                MediaField.video(max_frames, self.crop_shape))
-
-    def _patches(self, pixels: np.ndarray) -> np.ndarray:
-        g, p = self.crop_px // self.patch_px, self.patch_px
-        im = np.asarray(Image.fromarray(pixels).resize((self.crop_px, self.crop_px),
-                                                       Image.BILINEAR), np.float32)
-        im = (im - 127.5) / 127.5
-        return im.reshape(g, p, g, p, 3).transpose(0, 2, 1, 3, 4).reshape(g * g, p * p * 3)
-
-    def _pooling(self, first_crop: int, window: int) -> np.ndarray:
-        g = self.crop_px // self.patch_px
-        rows = []
-        for r0 in range(0, g, window):
-            for c0 in range(0, g, window):
-                rows.append([first_crop * g * g + r * g + c if r < g and c < g else -1
-                             for r in range(r0, r0 + window) for c in range(c0, c0 + window)])
-        return np.asarray(rows, np.int32)
-
-    def _media(self, ex: Example) -> tuple[list[int], dict[str, np.ndarray]]:
-        """Prefix tokens after BOS and the media arrays."""
-        prefix: list[int] = []
-        out: dict[str, np.ndarray] = {}
-        if ex.images:
-            crops, pooling = [], []
-            for img in ex.images:
-                h, w = img.array.shape[:2]
-                s = min(h, w)
-                centre = img.array[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]
-                pooling += [self._pooling(len(crops), 2), self._pooling(len(crops) + 1, 2)]
-                crops += [self._patches(img.array), self._patches(centre)]
-                prefix += [IM_START] + [IM_PATCH] * sum(len(p) for p in pooling[-2:]) + [IM_END]
-            g = self.crop_px // self.patch_px // 2
-            out["pixel_values"] = np.stack(crops)                   # [crops, 16, 48]
-            out["image_token_pooling"] = np.concatenate(pooling)    # [tokens, 4]
-            out["image_grids"] = np.asarray([[g, g, g, g]] * len(ex.images), np.int32)
-            out["image_num_crops"] = np.full((len(ex.images),), 2, np.int32)
-        if ex.video is not None:
-            frames, times = media.decode_video(ex.video)
-            crops, pooling = [], []
-            for i, (frame, t) in enumerate(zip(frames, times)):
-                pooling.append(self._pooling(i, 3))
-                crops.append(self._patches(frame))
-                prefix += self._bytes(f"{t:.1f} ") + [FRAME_START] + [IM_PATCH] * 4 + [FRAME_END]
-            out["pixel_values_videos"] = np.stack(crops)            # [frames, 16, 48]
-            out["video_token_pooling"] = np.concatenate(pooling)    # [tokens, 9]
-            g = -(-self.crop_px // self.patch_px // 3)
-            out["video_grids"] = np.asarray([[len(frames), g, g]], np.int32)
-        return prefix, out
-
-    def __call__(self, ex: Example) -> dict[str, np.ndarray]:
-        prefix, out = self._media(ex)
-        prefix = [EOS] + prefix  # BOS = EOS, as in Molmo2
-        rule = loss_weighting(ex.task, ex.source, self.mixture)
-        ids, targets, weights, branches = [], [], [], []
-
-        def add(tokens: list[int], is_loss: list[bool], branch: int) -> None:
-            """One span; weights[t] scores predicting tokens[t + 1] (targets already shifted)."""
-            ids.extend(tokens)
-            targets.extend(tokens[1:] + [-1])  # -1: no target
-            mask = [float(x) for x in is_loss[1:]]
-            w = branch_weights(mask, rule, len(ex.conversations)) if branch >= 0 and any(mask) else mask
-            weights.extend([float(x) for x in w] + [0.0])
-            branches.extend([branch] * len(tokens))
-
-        add(prefix, [False] * len(prefix), -1)
-        for k, conv in enumerate(ex.conversations):
-            tokens, is_loss = [], []
-            for m in conv.messages:
-                assistant = m.role == "assistant"
-                text = self._bytes(m.content) + ([EOS] if assistant else [])
-                tokens += [ASSISTANT if assistant else USER] + text
-                is_loss += [False] + [assistant] * len(text)
-            add(tokens, is_loss, k)
-        out["input_ids"] = np.asarray(ids, np.int32)                 # [T]
-        out["target_ids"] = np.asarray(targets, np.int32)            # [T]
-        out["loss_weights"] = np.asarray(weights, np.float32)        # [T]
-        out["branch_ids"] = np.asarray(branches, np.int32)           # [T]
-        out["position_ids"] = branch_positions(out["branch_ids"])   # [T]
-        out["mm_token_type_ids"] = np.isin(out["input_ids"], MM_TOKENS).astype(np.int32)
-        return out
-
-    @staticmethod
-    def _bytes(text: str) -> list[int]:
-        return [b + BYTE_OFFSET for b in text.encode("utf-8")]
-
-    @staticmethod
-    def decode(ids: np.ndarray) -> str:
-        """Token ids -> text, special tokens as <name>, padding dropped."""
-        out, buf = [], bytearray()
-        for i in map(int, ids):
-            if i >= BYTE_OFFSET:
-                buf.append(i - BYTE_OFFSET)
-                continue
-            out.append(buf.decode("utf-8", "replace"))
-            buf = bytearray()
-            if i != PAD:
-                out.append(_SPECIAL.get(i, f"<{i}>"))
-        out.append(buf.decode("utf-8", "replace"))
-        return "".join(out)

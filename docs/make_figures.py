@@ -1,7 +1,8 @@
 """Draw the figures of docs/*.md from the real code (PIL only; a few minutes on a CPU).
 
 COMMAND: python docs/make_figures.py                          # every figure into docs/figures/
-         python docs/make_figures.py --run runs/demo          # also the demo's loss curve and predictions
+         python docs/make_figures.py --run runs/demo          # also the demo's loss curve, predictions and
+                                                              # demo_summary.json (README's table: make_tables.py)
          python docs/make_figures.py --only attention_mask    # one figure
 
 Every picture is made by the functions the model and the data pipeline use: the crop grid by
@@ -361,6 +362,28 @@ def predictions(run: str) -> Image.Image | None:
         return Image.open(path).copy() if os.path.exists(path) else None
 
 
+def demo_summary(run: str, out: str) -> str | None:
+    """The run's last eval/<step>/summary.json and its loss curve's ends -> OUT/demo_summary.json, which
+    `make_tables.py` turns into README's demo table (so the table is always a real run's figures)."""
+    evals = sorted(glob.glob(os.path.join(run, "eval", "*", "summary.json")),
+                   key=lambda p: int(os.path.basename(os.path.dirname(p))))
+    metrics = os.path.join(run, "metrics.jsonl")
+    if not evals or not os.path.exists(metrics):
+        return None
+    step = int(os.path.basename(os.path.dirname(evals[-1])))
+    rows = [json.loads(line) for line in open(metrics) if line.strip()]
+    losses = [(r["step"], r["loss"]) for r in rows if "loss" in r and r["step"] <= step]
+    tail = [v for s, v in losses if s > step - 100]
+    record = {"step": step, "summary": json.load(open(evals[-1])),
+              "loss": {"first_step": losses[0][0], "first": losses[0][1], "last_from": step - 100 + 10,
+                       "last_min": min(tail), "last_max": max(tail)}}
+    path = os.path.join(out, "demo_summary.json")
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    return path
+
+
 FIGURES = {"crop_tiling": crop_tiling, "pooling_windows": pooling_figure, "token_layout": token_layout,
            "attention_mask": attention_mask, "packed_batch": packed_batch}
 RUN_FIGURES = {"loss_curve": loss_curve, "predictions": predictions}
@@ -374,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     wanted = args.only or [*FIGURES, *RUN_FIGURES]
+    if args.run:
+        path = demo_summary(args.run, args.out)
+        print(f"wrote {os.path.relpath(path, ROOT)}; now run python docs/make_tables.py demo" if path else
+              f"skipped demo_summary.json: {args.run} has no eval/<step>/summary.json yet")
     for name in wanted:
         if name in FIGURES:
             im = FIGURES[name]()

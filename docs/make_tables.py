@@ -1,4 +1,5 @@
-"""Write the generated tables of docs/*.md from the real code (shapes, sharding rules, dataset registry).
+"""Write the generated tables of docs/*.md and README.md from the real code (shapes, sharding rules, dataset
+registry) and the demo run's own figures (`docs/figures/demo_summary.json`, written by `make_figures.py --run`).
 
 COMMAND: python docs/make_tables.py           # rewrites the blocks between `<!-- generated:NAME -->` markers
          python docs/make_tables.py --check   # exit 1 when a doc is stale (tests/test_docs.py runs this)
@@ -17,7 +18,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-DOCS = {"shapes": "architecture.md", "rules": "training.md", "registry": "data.md"}
+DOCS = {"shapes": "docs/architecture.md", "rules": "docs/training.md", "registry": "docs/data.md", "demo": "README.md"}
+DEMO_SUMMARY = os.path.join(ROOT, "docs", "figures", "demo_summary.json")
 PHOTO = (480, 640)  # (height, width) of the example image
 
 
@@ -164,7 +166,27 @@ def registry_table() -> list[str]:
     return out
 
 
-TABLES = {"shapes": shapes_table, "rules": rules_table, "registry": registry_table}
+def demo_table(path: str = DEMO_SUMMARY) -> list[str]:
+    """README's demo results: the held-out scores of the run's eval/<step>/summary.json, with chance beside them."""
+    import json
+
+    with open(path) as f:
+        d = json.load(f)
+    s, loss = d["summary"], d["loss"]
+    return [
+        f"| | chance (loss: at the start) | after {d['step']} steps |",
+        "|---|---|---|",
+        f"| training loss (weighted CE, per batch) | {loss['first']:.2f} at step {loss['first_step']} | "
+        f"{loss['last_min']:.2f}-{loss['last_max']:.2f} (steps {loss['last_from']}-{d['step']}) |",
+        f"| held-out pointing F1 (point inside the target's box, one-to-one; {s['pointing_n']} scenes) | "
+        f"{s['chance_pointing_f1']:.2f} by guessing | **{s['pointing_f1']:.2f}** (P {s['pointing_precision']:.2f}, "
+        f"R {s['pointing_recall']:.2f}) |",
+        f"| held-out counting accuracy (0-3 objects; {s['counting_n']} scenes) | "
+        f"{s['chance_counting_accuracy']:.2f} by guessing | **{s['counting_accuracy']:.2f}** |",
+    ]
+
+
+TABLES = {"shapes": shapes_table, "rules": rules_table, "registry": registry_table, "demo": demo_table}
 
 
 def render(text: str, name: str, lines: list[str]) -> str:
@@ -179,11 +201,11 @@ def stale(names=tuple(TABLES)) -> list[str]:
     """Docs whose generated block differs from what the code gives now."""
     out = []
     for name in names:
-        path = os.path.join(ROOT, "docs", DOCS[name])
+        path = os.path.join(ROOT, DOCS[name])
         with open(path) as f:
             text = f.read()
         if render(text, name, TABLES[name]()) != text:
-            out.append(f"docs/{DOCS[name]} ({name})")
+            out.append(f"{DOCS[name]} ({name})")
     return out
 
 
@@ -202,12 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {b}; run python docs/make_tables.py", file=sys.stderr)
         return 1 if bad else 0
     for name in args.tables:
-        path = os.path.join(ROOT, "docs", DOCS[name])
+        path = os.path.join(ROOT, DOCS[name])
         with open(path) as f:
             text = f.read()
         with open(path, "w") as f:
             f.write(render(text, name, TABLES[name]()))
-        print(f"wrote docs/{DOCS[name]} ({name})")
+        print(f"wrote {DOCS[name]} ({name})")
     return 0
 
 

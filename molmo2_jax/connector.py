@@ -8,6 +8,7 @@ from flax import nnx
 
 from molmo2_jax.layers import SwiGLU, dense
 from molmo2_jax.model_config import ConnectorConfig
+from molmo2_jax.sharding import constrain
 
 
 def gather_windows(features: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -68,6 +69,7 @@ class Connector(nnx.Module):
         Leading dims are crop groups (each pools only its own crops); valid [..., tokens]: the token has patches.
         """
         windows, valid = gather_windows(features, pooling)
+        windows = constrain(windows, ("batch", None, None))  # [tokens, W, C]: rows split like the batch they pool for
         query = masked_mean_query(windows, valid)
         pooled = self.image_pooling_2d(query, windows, valid)
         return self.image_projector(pooled), valid.any(-1)

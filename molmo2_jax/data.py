@@ -51,7 +51,7 @@ def make_processor(config, workdir: str) -> Molmo2Processor:
         return Molmo2Processor.load(init)
     if config.model.name == "tiny":
         tok = demo_tokenizer(config, workdir)
-        vit = preset("tiny").vit
+        vit = model_preset(config).vit
         image = ImageConfig(base_size=vit.image_size[0], patch_size=vit.patch_size,
                             max_crops=config.data.max_crops_per_image, overlap_margins=(1, 1))
         video = VideoConfig(base_size=vit.image_size[0], patch_size=vit.patch_size, pooling=(2, 2),
@@ -79,9 +79,23 @@ def fit_to_token_ids(cfg: Molmo2Config, ids: Molmo2TokenIds) -> Molmo2Config:
     return cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=ids.image_start), token_ids=ids)
 
 
-def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
-    """The preset, with the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
+def model_preset(config) -> Molmo2Config:
+    """`model.name`'s preset with the config's `model.vit` / `model.connector` / `model.text` field overrides
+    (the demo's own widths); the connector's output width follows the decoder's."""
     cfg = preset(config.model.name)
+    parts = {k: dict(config.model.get(k, {}) or {}) for k in ("vit", "connector", "text")}
+    if not any(parts.values()):
+        return cfg
+    for k, v in parts["vit"].items():
+        parts["vit"][k] = tuple(v) if isinstance(v, list) else v
+    text = dataclasses.replace(cfg.text, **parts["text"])
+    connector = dataclasses.replace(cfg.connector, **{"text_hidden_size": text.hidden_size, **parts["connector"]})
+    return cfg.replace(vit=dataclasses.replace(cfg.vit, **parts["vit"]), connector=connector, text=text)
+
+
+def model_config_for(config, processor: Molmo2Processor) -> Molmo2Config:
+    """The preset (with its overrides), the tiny model's vocabulary fitted to its SentencePiece tokenizer."""
+    cfg = model_preset(config)
     return fit_to_token_ids(cfg, processor.token_ids) if config.model.name == "tiny" else cfg
 
 

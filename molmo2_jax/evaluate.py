@@ -105,12 +105,22 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def evaluate_examples(model, processor, examples: Sequence, max_new_tokens: int = 48) -> tuple[dict, list]:
-    """(summary, per-example records) for a list of canonical examples."""
+def evaluate_examples(model, processor, examples: Sequence, max_new_tokens: int = 48,
+                      batch_size: int = 32) -> tuple[dict, list]:
+    """(summary, per-example records in input order) for canonical examples, answered greedily in batches of
+    similar prompt length (`runner.generate_batch`: left-padded, bucketed shapes)."""
+    from molmo2_jax.eval.runner import generate_batch
+
+    prompts = [processor.chat(_prompt(ex), images=[_image(ex)] if ex.images else None) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: prompts[i]["input_ids"].shape[1])
+    texts: dict[int, str] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        texts.update(zip(chunk, generate_batch(model, processor, [prompts[i] for i in chunk], max_new_tokens)))
     records = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         h, w = _image(ex).shape[:2] if ex.images else (1, 1)
-        records.append(score(ex, answer(model, processor, ex, max_new_tokens), w, h))
+        records.append(score(ex, texts[i], w, h))
     return summarize(records), records
 
 
@@ -120,11 +130,31 @@ def synthetic_eval_examples(config, n: int) -> list:
 
     from molmo2_jax.data import synthetic_config
 
+    import dataclasses
+
     examples = []
+    scenes = dataclasses.replace(synthetic_config(config), questions_per_image=1)  # one question, as asked
     for task in ("pointing", "counting"):
-        src = SyntheticSource(task, n, seed=config.seed + 10_000, config=synthetic_config(config))
+        src = SyntheticSource(task, n, seed=config.seed + 10_000, config=scenes)
         examples += [src[i] for i in range(n)]
     return examples
+
+
+def write_example_scenes(config, out_dir: str, n: int = 2) -> list[dict]:
+    """The first `n` held-out pointing and counting scenes as PNGs, for `generate --image`; their prompts and
+    answers in OUT/examples.json ([{"image", "prompt", "answer"}])."""
+    from PIL import Image
+
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for ex in synthetic_eval_examples(config, n):
+        name = f"{ex.conversations[0].style.replace('point_count', 'counting')}_{ex.id.rsplit('-', 1)[1]}.png"
+        Image.fromarray(_image(ex)).save(os.path.join(out_dir, name))
+        msgs = ex.conversations[0].messages
+        rows.append({"image": name, "prompt": msgs[0].content, "answer": msgs[1].content})
+    with open(os.path.join(out_dir, "examples.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return rows
 
 
 def draw_predictions(examples: Sequence, records: Sequence[dict], path: str, n: int = 8) -> None:

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from data_pipelines.schema import DataError
 from molmo2_jax import train
+from molmo2_jax.attention import DEFAULT_BLOCK
 from molmo2_jax.checkpoints.manager import CheckpointError, CheckpointIO, StopSignals
 from molmo2_jax.checkpoints.orbax_io import is_checkpoint, load_params
 from molmo2_jax.model import Molmo2, count_params
@@ -34,7 +35,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def build_model(config, mesh, cfg=None) -> Molmo2:
     """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
-    kw = dict(attention_impl=config.attention_impl, remat=config.remat)
+    kw = dict(attention_impl=config.attention_impl, remat=config.remat,
+              attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK))
     path = config.init.checkpoint
     if not path:
         cfg = cfg or preset(config.model.name)
@@ -330,6 +332,10 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     ckpt.close()
     stop.uninstall()
     export_for_inference(model, processor, os.path.join(workdir, "model"))
+    if config.data.mixture == "synthetic" and jax.process_index() == 0:  # scenes for the README's generate command
+        from molmo2_jax.evaluate import write_example_scenes
+
+        write_example_scenes(config, os.path.join(workdir, "examples"))
     return last
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo
+from molmo2_jax.attention import DEFAULT_BLOCK, MaskInfo
 from molmo2_jax.connector import Connector
 from molmo2_jax.model_config import Molmo2Config
 from molmo2_jax.processing.images import stack_pooling
@@ -60,13 +60,14 @@ class Molmo2(nnx.Module):
     """The Molmo2 vision-language model; `__call__` takes transformers' Molmo2 input names."""
 
     def __init__(self, cfg: Molmo2Config, *, dtype=jnp.float32, rngs: nnx.Rngs, attention_impl: str = "xla",
-                 remat: bool | str = False):
+                 remat: bool | str = False, attention_block_size: int = DEFAULT_BLOCK):
         self.cfg = cfg
         self.dtype = dtype
         self.attention_impl = attention_impl
         self.vision_tower = VisionTransformer(cfg.vit, dtype=dtype, rngs=rngs)
         self.connector = Connector(cfg.connector, dtype=dtype, rngs=rngs)
-        self.language_model = Qwen3(cfg.text, dtype=dtype, rngs=rngs, remat=remat)
+        self.language_model = Qwen3(cfg.text, dtype=dtype, rngs=rngs, remat=remat,
+                                    attention_block_size=attention_block_size)
 
     def image_features(self, crops: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Crop groups [G, C, patches, patch_dim] + pooling [G, N, W] -> (LLM-space vectors [G, N, D], valid [G, N]).
@@ -130,7 +131,8 @@ class Molmo2(nnx.Module):
         elif pixel_values is not None or pixel_values_videos is not None:
             raise ValueError("pass either transformers' pixel_values / pixel_values_videos or the packer's crops, "
                              "not both")
-        x = self.embed(input_ids, crops, crop_pooling)
+        # FSDP: activations split by batch (and length), never along the hidden size the weights are split on
+        x = constrain(self.embed(input_ids, crops, crop_pooling), ("batch", "length", None))
         info = self.mask_info(input_ids, mm_token_type_ids, attention_mask, position_ids, segment_ids, branch_ids)
         order = context_parallel_layout(self.attention_impl, input_ids.shape[1], cache is not None)
         if order is not None:  # ring's zig-zag token layout, undone below (ring_attention.py says why here)
@@ -140,7 +142,8 @@ class Molmo2(nnx.Module):
                 dropout = dropout._replace(response_mask=dropout.response_mask[:, order])
         hidden, cache = self.language_model(x, info, self.attention_impl, cache, dropout)
         if order is not None:
-            hidden = constrain(hidden[:, np.argsort(order)], ("batch", "length", None))
+            hidden = hidden[:, np.argsort(order)]
+        hidden = constrain(hidden, ("batch", "length", None))
         out = hidden if return_hidden else self.language_model.logits(hidden)
         return out if cache is None else (out, cache)
 

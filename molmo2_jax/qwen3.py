@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from molmo2_jax.attention import MaskInfo, attend
+from molmo2_jax.attention import DEFAULT_BLOCK, MaskInfo, attend
 from molmo2_jax.layers import RMSNorm, SwiGLU, dense
 from molmo2_jax.model_config import TextConfig
 
@@ -172,9 +172,10 @@ def _write(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
 class Qwen3Attention(nnx.Module):
     """GQA self-attention with RMSNorm on q/k (per head for Qwen3, whole projection for OLMo)."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, block_size: int = DEFAULT_BLOCK):
         d, hd = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
+        self.block_size = block_size  # query/key block of the blockwise, ring and Ulysses kernels
         bias = cfg.attention_bias
         self.q_proj = dense(d, cfg.num_heads * hd, ("embed", "q_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
         self.k_proj = dense(d, cfg.num_kv_heads * hd, ("embed", "kv_heads"), use_bias=bias, dtype=dtype, rngs=rngs)
@@ -205,17 +206,18 @@ class Qwen3Attention(nnx.Module):
             k, v = _write(ck, k, index), _write(cv, v, index)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info)  # each impl builds its mask
+        out = attend(q, k, v, info, impl, kv_info=None if cache is None else kv_info,  # each impl builds its mask
+                     block_size=self.block_size)
         return self.o_proj(out.reshape(b, t, -1)), new_kv
 
 
 class Qwen3Block(nnx.Module):
     """Decoder block: pre-norm (Qwen3) or post-norm (OLMo `norm_after`) attention and MLP sublayers."""
 
-    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0):
+    def __init__(self, cfg: TextConfig, dtype, rngs: nnx.Rngs, layer: int = 0, block_size: int = DEFAULT_BLOCK):
         self.norm_after = cfg.norm_after
         self.layer = layer
-        self.self_attn = Qwen3Attention(cfg, dtype, rngs)
+        self.self_attn = Qwen3Attention(cfg, dtype, rngs, block_size)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size, "embed", "embed", dtype, rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -248,7 +250,7 @@ class Qwen3(nnx.Module):
     """Token embedding (+ Molmo2's extra rows), decoder blocks, final norm and LM head."""
 
     def __init__(self, cfg: TextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, remat: bool | str = False,
-                 scan_layers: bool = True):
+                 scan_layers: bool = True, attention_block_size: int = DEFAULT_BLOCK):
         self.cfg = cfg
         self.dtype = dtype
         self.remat = remat_policy_name(remat)
@@ -258,7 +260,7 @@ class Qwen3(nnx.Module):
             embedding_init=nnx.initializers.normal(0.02), rngs=rngs,
             embedding_metadata={"logical_axes": ("vocab", "embed")},
         )
-        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
+        self.layers = nnx.List([Qwen3Block(cfg, dtype, rngs, i, attention_block_size) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
             self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False,
@@ -311,14 +313,17 @@ class Qwen3(nnx.Module):
         block); the forward stacks their states [L, ...] and compiles the block once, so compile time does not
         grow with depth. Gradients flow back through the stack to each layer's parameters. Per-layer inputs
         (RoPE, the dropout key folded with the layer index) are scanned alongside; both paths run layer 0's
-        graph with layer i's state, so scanned and unrolled draw the same dropout masks.
+        graph with layer i's state, so scanned and unrolled draw the same dropout masks. The mask metadata is
+        scanned too (one copy per layer, [L, B, T]): closed over, it is loop-invariant, and JAX's scan autodiff
+        hoists the invariant parts of the blockwise kernel's per-block masks out of the loop, stacked over all
+        query x key blocks (O(T^2) memory again: 12x the temporaries of 2,048-token blockwise attention).
         """
         policy = REMAT_POLICIES[self.remat]
         n = len(self.layers)
         keys = (jnp.zeros((n,), jnp.uint32) if dropout is None
                 else jax.vmap(lambda i: jax.random.fold_in(dropout.key, i))(jnp.arange(n)))
 
-        def block_fn(graphdef, state, x, rope, key):
+        def block_fn(graphdef, state, x, rope, key, info):
             drop = None if dropout is None else dropout._replace(key=key)
             x, _ = nnx.merge(graphdef, state)(x, info, rope, impl, None, drop)
             return x
@@ -328,13 +333,15 @@ class Qwen3(nnx.Module):
         graphdef = nnx.graphdef(self.layers[0])
         if not self.scan_layers:
             for i, block in enumerate(self.layers):
-                x = block_fn(graphdef, nnx.state(block), x, Rope(ropes.inv_freq[i], ropes.scale[i]), keys[i])
+                x = block_fn(graphdef, nnx.state(block), x, Rope(ropes.inv_freq[i], ropes.scale[i]), keys[i], info)
             return x
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(block) for block in self.layers])  # [L, ...]
 
-        def body(x, xs):
-            state, rope, key = xs
-            return block_fn(graphdef, state, x, rope, key), None
+        infos = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), info)  # [L, B, T]
 
-        x, _ = jax.lax.scan(body, x, (stacked, ropes, keys))
+        def body(x, xs):
+            state, rope, key, layer_info = xs
+            return block_fn(graphdef, state, x, rope, key, layer_info), None
+
+        x, _ = jax.lax.scan(body, x, (stacked, ropes, keys, infos))
         return x

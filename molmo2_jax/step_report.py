@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from molmo2_jax import train
+from molmo2_jax.attention import DEFAULT_BLOCK
 from molmo2_jax.sharding import field_sharding, make_mesh, variable_sharding
 
 GiB = 2 ** 30
@@ -74,7 +75,7 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None,
 
     def make():
         model = Molmo2(model_cfg, dtype=dtype, rngs=nnx.Rngs(0), attention_impl=config.attention_impl,
-                       remat=config.remat)
+                       remat=config.remat, attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK))
         model.language_model.scan_layers = scan_layers
         if config.get("lora") is not None and config.lora.rank:  # configs/finetune.py: LoRA adapters
             from molmo2_jax.lora import apply_lora
@@ -103,6 +104,8 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None,
         "max_crops": config.data.max_crops,
         "dtype": config.dtype,
         "remat": config.remat,
+        "grad_accum_steps": config.grad_accum_steps,
+        "attention_impl": config.attention_impl,
         "argument_bytes": int(mem.argument_size_in_bytes),
         "output_bytes": int(mem.output_size_in_bytes),
         "alias_bytes": int(mem.alias_size_in_bytes),
@@ -120,10 +123,12 @@ def compiled_step_report(config, num_devices: int | None = None, model_cfg=None,
 
 def format_report(r: dict) -> str:
     """Human-readable lines of `compiled_step_report`'s dict."""
-    per_seq = r["temp_bytes"] / max(r["batch_size"] / r["devices"], 1)  # sequences per device
+    accum = r.get("grad_accum_steps", 1)
+    per_seq = r["temp_bytes"] / max(r["batch_size"] / r["devices"] / accum, 1)  # sequences per device at once
     return "\n".join([
-        f"compiled train step: batch {r['batch_size']} x {r['seq_len']} tokens, {r['max_crops']} crop slots, "
-        f"{r['dtype']}, remat={r['remat']}, mesh {r['mesh']}",
+        f"compiled train step: batch {r['batch_size']} x {r['seq_len']} tokens ({accum} micro-batches), "
+        f"{r['max_crops']} crop slots, {r['dtype']}, remat={r['remat']}, attention {r.get('attention_impl')}, "
+        f"mesh {r['mesh']}",
         f"  per device: arguments {r['argument_bytes'] / GiB:.2f} GiB, outputs {r['output_bytes'] / GiB:.2f} GiB "
         f"(aliased {r['alias_bytes'] / GiB:.2f}), temporaries {r['temp_bytes'] / GiB:.2f} GiB "
         f"({per_seq / GiB:.2f} GiB per sequence), peak {r['peak_bytes'] / GiB:.2f} GiB",

@@ -8,6 +8,36 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_compilation_cache(tmp_path_factory):
+    """One persistent XLA compilation cache for every `python -m molmo2_jax.main` the tests start.
+
+    Most subprocess tests train the same tiny programs; the first run compiles and writes, later runs load the
+    executables (bit-identical losses: the same compiled code). Only subprocesses read it (they inherit the
+    environment); this process imported jax already, so its own config is unchanged. Processes that a test kills
+    or starves of disk must not write here (a torn entry): they get `read_only_cache_env`.
+    """
+    import jax  # noqa: F401  (imported before the variables are set: they reach subprocesses only)
+
+    path = str(tmp_path_factory.mktemp("xla_cache"))
+    old = {k: os.environ.get(k) for k in CACHE_ENV}
+    os.environ.update({"JAX_COMPILATION_CACHE_DIR": path, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"})
+    yield path
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+
+def read_only_cache_env(env: dict) -> dict:
+    """`env` for a subprocess that is killed or hits a full disk: it reads the shared cache but never writes it."""
+    return dict(env, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1e9")
+
+
 @pytest.fixture(scope="session")
 def hf_molmo2(tmp_path_factory):
     """(directory, torch model) of a tiny random Molmo2 saved with `save_pretrained`."""

@@ -196,3 +196,29 @@ def test_blockwise_with_a_block_longer_than_the_sequence():
     q, k, v, info, _ = make_case(["uneven_pack"], 12, 2, 1)
     out = blockwise_attention(q, k, v, info, block_size=512)
     np.testing.assert_allclose(np.asarray(out), np.asarray(attend(q, k, v, info, "xla")), atol=1e-5)
+
+
+def test_config_block_size_reaches_the_decoders_blockwise_kernel():
+    from flax import nnx
+
+    from configs.demo import get_config
+    from molmo2_jax import model_config as mc
+    from molmo2_jax.main import build_model
+    from molmo2_jax.model import Molmo2
+    from molmo2_jax.sharding import make_mesh
+
+    config = get_config()
+    config.model.name, config.attention_impl, config.attention_block_size, config.dtype = \
+        "tiny", "blockwise", 8, "float32"
+    model = build_model(config, make_mesh(1, 1, 1, devices=jax.devices()[:1]), mc.tiny())
+    assert {layer.self_attn.block_size for layer in model.language_model.layers} == {8}
+
+    ids = jnp.asarray(np.random.default_rng(0).integers(3, 300, (1, 32)), jnp.int32)
+    outs, programs = [], []
+    for block in (8, 32):
+        m = Molmo2(mc.tiny(), rngs=nnx.Rngs(0), attention_impl="blockwise", attention_block_size=block)
+        forward = jax.jit(lambda x, m=m: m(x))
+        outs.append(np.asarray(forward(ids)))
+        programs.append(forward.lower(ids).as_text())
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+    assert programs[0] != programs[1]  # 4 key blocks vs 1: the block size changed the kernel

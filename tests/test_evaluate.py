@@ -65,3 +65,15 @@ def test_chance_baseline_is_low_for_small_targets_and_uses_the_count_range():
     out = chance_baseline([ex] * 200 + counts)
     assert 0.02 < out["chance_pointing_f1"] < 0.12
     assert out["chance_counting_accuracy"] == 0.25
+
+
+def test_batched_synthetic_eval_answers_as_one_at_a_time(tiny_inference_dir):
+    import molmo2_jax
+    from configs import demo
+    from molmo2_jax.evaluate import answer, evaluate_examples, synthetic_eval_examples
+
+    model, processor = molmo2_jax.load(str(tiny_inference_dir / "model"))
+    examples = synthetic_eval_examples(demo.get_config(), 3)  # prompts of different lengths in one batch
+    _, records = evaluate_examples(model, processor, examples, max_new_tokens=8, batch_size=4)
+    assert [r["id"] for r in records] == [ex.id for ex in examples]
+    assert [r["prediction"] for r in records] == [answer(model, processor, ex, 8) for ex in examples]

@@ -1,11 +1,9 @@
-"""The trainer CLI: the demo learns (short CI version), --inspect, resume after SIGKILL gives the same losses."""
+"""The trainer CLI: the demo learns (short CI version), --inspect, two processes (resume after SIGKILL: test_faults)."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -36,6 +34,31 @@ def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
     assert any("eval_pointing_f1" in r for r in _metrics(tmp_path))
     assert os.path.exists(tmp_path / "predictions_40.png")
     assert os.path.exists(tmp_path / "model" / "processor.json")
+    summary = json.load(open(tmp_path / "eval" / "40" / "summary.json"))
+    assert {"pointing_f1", "counting_accuracy", "chance_pointing_f1", "chance_counting_accuracy"} <= set(summary)
+    _readme_generate_command_runs(tmp_path)
+
+
+def _readme_generate_command_runs(workdir):
+    """README's `generate` command, exactly as written but with runs/demo -> workdir: exit 0 and a PNG."""
+    import re
+    import shlex
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    blocks = [b.replace("\\\n", " ") for b in re.findall(r"```bash\n(.*?)```", readme, re.S)]
+    cmd = next(shlex.split(line) for b in blocks for line in b.splitlines() if "molmo2_jax.generate" in line)
+    image = cmd[cmd.index("--image") + 1]
+    assert image.startswith("runs/demo/examples/"), image
+    examples = json.load(open(workdir / "examples" / "examples.json"))
+    written = {e["image"]: e["prompt"] for e in examples}
+    assert written[os.path.basename(image)] == cmd[cmd.index("--prompt") + 1]  # the scene's own question
+    cmd = [sys.executable if c.endswith("bin/python") else c.replace("runs/demo", str(workdir)) for c in cmd]
+    out = cmd[cmd.index("--out") + 1]
+    cmd[cmd.index("--out") + 1] = str(workdir / out)
+    run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert open(workdir / out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_inspect_prints_params_mesh_and_memory(tmp_path):
@@ -44,29 +67,6 @@ def test_inspect_prints_params_mesh_and_memory(tmp_path):
     out = run.stdout
     assert "params[language_model]" in out and "mesh:" in out and "GiB" in out
     assert "input_ids" in out  # one batch was built and shown
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
-    common = ("total_steps=12", "log_every=1", "checkpoint_every=4", "data.eval_examples=0", "data.window=16")
-    full = tmp_path / "full"
-    assert _main(full, *common).returncode == 0
-    want = {r["step"]: r["loss"] for r in _metrics(full) if "loss" in r}
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, common), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and not os.path.exists(killed / "checkpoints" / "8"):
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert _main(killed, *common).returncode == 0
-    got = {r["step"]: r["loss"] for r in _metrics(killed) if "loss" in r}
-    assert set(want) <= set(got)
-    for step, loss in want.items():
-        assert abs(got[step] - loss) <= 1e-6, (step, got[step], loss)
 
 
 @pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
@@ -98,6 +98,7 @@ def test_two_processes_with_jax_distributed_train_together(tmp_path):
         env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
         env.pop("XLA_FLAGS", None)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # both processes compile at once: no shared cache entries
         procs.append(subprocess.Popen(_cmd(tmp_path, ("total_steps=3", "log_every=1", "checkpoint_every=3",
                                                       "data.eval_examples=0", "data.window=16")),
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

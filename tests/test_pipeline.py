@@ -9,7 +9,8 @@ import pytest
 from data_pipelines.packing import PackSpec, default_token_fields
 from data_pipelines.pipeline import build_pipeline, decode_batch
 from data_pipelines.schema import ImageRef, Points, serialize
-from data_pipelines.synthetic import DEMO_WEIGHTS, ByteLevelEncoder, synthetic_sources
+from byte_encoder import ByteLevelEncoder
+from data_pipelines.synthetic import DEMO_WEIGHTS, synthetic_sources
 
 ENC = ByteLevelEncoder()
 SPEC = PackSpec(seq_len=384, media=ENC.media_fields(max_crops=12, max_frames=12),

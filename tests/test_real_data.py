@@ -143,7 +143,7 @@ def test_every_stage1_dataset_reaches_training_batches(stage1_run):
     byte-level stand-in encoder) draws examples of every stage-1 dataset, media decoded."""
     from data_pipelines.packing import PackSpec, default_token_fields
     from data_pipelines.pipeline import prepared_pipeline
-    from data_pipelines.synthetic import ByteLevelEncoder
+    from byte_encoder import ByteLevelEncoder
     from molmo2_jax.config_utils import load_config_file as load_config
     from molmo2_jax.data import prepared_mixture
 

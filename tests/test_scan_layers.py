@@ -66,3 +66,29 @@ def test_scanned_program_does_not_grow_with_depth():
 def test_unknown_remat_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="remat policy"):
         Molmo2(mc.tiny(), rngs=nnx.Rngs(0), remat="everything")
+
+
+def test_scanned_blockwise_layers_keep_blockwise_memory():
+    # closed-over mask metadata is loop-invariant: JAX's scan autodiff hoisted the kernel's per-block masks out
+    # of the layer loop, stacked over all query x key blocks (12x the temporaries at 2,048 tokens)
+    from molmo2_jax.attention import MaskInfo
+    from molmo2_jax.qwen3 import Qwen3
+
+    cfg = mc.tiny().text
+    b, t = 1, 2048
+    info = MaskInfo(jnp.ones((b, t), jnp.int32), jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)),
+                    jnp.zeros((b, t), bool))
+
+    def temp_mib(scan: bool) -> float:
+        model = Qwen3(cfg, rngs=nnx.Rngs(0), remat="block", attention_block_size=256)
+        model.scan_layers = scan
+
+        @jax.jit
+        def grad(x):
+            return jax.grad(lambda x: model(x, info, "blockwise")[0].astype(jnp.float32).sum())(x)
+
+        x = jax.ShapeDtypeStruct((b, t, cfg.hidden_size), jnp.float32)
+        return grad.lower(x).compile().memory_analysis().temp_size_in_bytes / 2 ** 20
+
+    scanned, unrolled = temp_mib(True), temp_mib(False)
+    assert scanned < 2 * unrolled, (scanned, unrolled)

@@ -19,8 +19,10 @@ SCRIPT = textwrap.dedent("""
     # unrolled layers: XLA's cost_analysis counts a scan body once, the formula counts every layer
     small = compiled_step_report(c, scan_layers=False)
     four = compiled_step_report(c, num_devices=4, scan_layers=False)
+    c.batch_size = 1
+    one = compiled_step_report(c, num_devices=1, scan_layers=False)
     print(format_report(small))
-    print(json.dumps({"small": small, "four": four}))
+    print(json.dumps({"small": small, "four": four, "one": one}))
 """)
 
 
@@ -37,5 +39,8 @@ def test_compiled_step_report_of_the_real_step_on_8_fake_devices():
     # the same batch on half the devices: twice the FLOPs and more temporaries per device
     assert 1.8 < four["xla_flops_per_device"] / small["xla_flops_per_device"] < 2.2
     assert four["temp_bytes"] > small["temp_bytes"]
+    # FSDP splits activations by batch: one sequence per device costs about what one sequence on one device
+    # costs (activations laid out along the hidden size instead hold all 8 sequences on every device)
+    assert small["temp_bytes"] < 1.5 * r["one"]["temp_bytes"], (small["temp_bytes"], r["one"]["temp_bytes"])
     # the documented FLOPs formula (ViT and connector included) agrees with XLA's count
     assert 0.8 < small["formula_flops_per_device"] / small["xla_flops_per_device"] < 1.2

@@ -8,9 +8,10 @@ import pytest
 from data_pipelines import media
 from data_pipelines.packing import PackSpec
 from data_pipelines.schema import serialize, validate
-from data_pipelines.synthetic import (COLOURS, DEMO_WEIGHTS, TASKS, ByteLevelEncoder,
-                                      SyntheticConfig, SyntheticSource, caption_text, place,
-                                      synthetic_sources)
+from byte_encoder import ByteLevelEncoder
+from data_pipelines.synthetic import (COLOURS, DEMO_WEIGHTS, TASKS, SyntheticConfig, SyntheticSource,
+                                      caption_text, place, synthetic_sources)
+from molmo2_jax.processing.video import load_video
 
 CFG = SyntheticConfig()
 POINTS = re.compile(r'<points coords="([^"]*)">([^<]*)</points>')
@@ -127,9 +128,10 @@ def test_multi_image_groups_points_per_image_with_continuing_ids():
 def test_tracking_video_decodes_and_tracks_follow_the_objects():
     src = SyntheticSource("tracking", 5, seed=0)
     ex = src[0]
-    frames, times = media.decode_video(ex.video)
-    assert frames.shape == (CFG.num_frames, CFG.height, CFG.width, 3)
-    np.testing.assert_allclose(times, np.arange(CFG.num_frames) / CFG.fps)
+    video = load_video(ex.video.data, max_frames=CFG.num_frames + 1, max_fps=CFG.fps)  # every frame + the end
+    frames = video.frames
+    assert frames.shape == (CFG.num_frames + 1, CFG.height, CFG.width, 3)
+    np.testing.assert_allclose(video.timestamps, np.arange(CFG.num_frames + 1) / CFG.fps)
     answer = ex.conversations[0].messages[1].content
     groups = re.search(r'<tracks coords="([^"]*)">', answer).group(1).split(";")
     assert [g.split()[0] for g in groups] == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
@@ -160,3 +162,42 @@ def test_demo_sources_cover_the_demo_mixture_and_encode_to_the_packer_contract()
         assert text == "".join(m.content + "<eos>" for c in ex.conversations
                                for m in c.messages if m.role == "assistant")
         assert (out["branch_ids"][out["mm_token_type_ids"] == 1] == -1).all()  # media is shared
+
+
+@pytest.mark.parametrize("task", ["pointing", "counting"])
+def test_more_questions_per_image_keep_the_first_and_answer_the_other_kinds(task):
+    one, three = SyntheticConfig(max_objects=3, max_count=3), SyntheticConfig(max_objects=3, max_count=3,
+                                                                               questions_per_image=3)
+    extra_branches = 0
+    for i in range(40):
+        a, b = SyntheticSource(task, 40, 0, one)[i], SyntheticSource(task, 40, 0, three)[i]
+        assert b.conversations[0] == a.conversations[0] and b.images[0].data == a.images[0].data
+        assert len(a.conversations) == 1 and 1 <= len(b.conversations) <= 3
+        extra_branches += len(b.conversations) - 1
+        asked = set()
+        for conv in b.conversations[1:]:
+            assert conv.style == a.conversations[0].style
+            label = re.search(r"(?:the|many) (\w+ \w+)s\b", conv.messages[0].content).group(1)
+            assert label not in asked and label != a.points[0].label[:-1]
+            asked.add(label)
+            want = sorted(((bx.x0 + bx.x1) / 2, (bx.y0 + bx.y1) / 2) for bx in b.boxes if bx.label == label)
+            found = POINTS.search(conv.messages[1].content)
+            got = sorted((x / 1000, y / 1000) for _, _, x, y in _parse_coords(found.group(1))) if found else []
+            assert len(got) == len(want) and np.allclose(got, want, atol=2e-3), (conv, want)
+            if task == "pointing":
+                assert want  # pointing asks only about kinds in the scene
+    assert extra_branches >= 20
+
+
+def test_model_field_overrides_reach_the_preset_and_the_connector_follows_the_decoder():
+    from configs import demo
+    from molmo2_jax.data import model_preset
+
+    c = demo.get_config()
+    assert model_preset(c) == __import__("molmo2_jax.model_config", fromlist=["tiny"]).tiny()
+    with c.unlocked():
+        c.model.text = {"hidden_size": 128, "num_layers": 4}
+        c.model.vit = {"num_layers": 3}
+    cfg = model_preset(c)
+    assert (cfg.text.hidden_size, cfg.text.num_layers, cfg.vit.num_layers) == (128, 4, 3)
+    assert cfg.connector.text_hidden_size == 128 and cfg.text.num_heads == 4

@@ -80,15 +80,40 @@ def test_non_finite_step_is_skipped_and_counted():
 
 
 def test_gradient_accumulation_matches_one_big_batch():
+    # uneven loss weights per row: each micro-batch must be divided by the whole batch's weight, not its own
     cfg = mc.tiny()
-    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(3)))
-    batch["loss_weights"] = (batch["loss_weights"] > 0).astype(jnp.float32)  # equal token counts per half
-    results = []
-    for accum in (1, 2):
+    batch = make_batch(cfg, np.random.default_rng(3), b=8)
+    batch["loss_weights"][1, :] = 0.0
+    batch["loss_weights"][4, 6:12] = 0.0
+    batch = jax.tree.map(jnp.asarray, batch)
+    outs, params = [], []
+    for accum in (1, 4):
         _, model, opt = build()
-        train.make_train_step(accum_steps=accum)(model, opt, batch)
-        results.append(jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param))))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), *results)
+        out = train.make_train_step(z_loss=1e-2, accum_steps=accum)(model, opt, batch)
+        outs.append({k: float(out[k]) for k in ("loss", "ce", "accuracy", "loss_tokens", "grad_norm")})
+        params.append(jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+    for other, p in zip(outs[1:], params[1:]):
+        for k, v in outs[0].items():
+            np.testing.assert_allclose(other[k], v, rtol=1e-5, err_msg=k)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), params[0], p)
+
+
+def test_micro_batches_split_each_devices_rows_locally():
+    x = jnp.arange(8)
+    micro = train.micro_batches({"input_ids": x[:, None]}, 4)["input_ids"][..., 0]
+    np.testing.assert_array_equal(micro, [[0, 4], [1, 5], [2, 6], [3, 7]])
+    with pytest.raises(ValueError, match="not divisible by grad_accum_steps"):
+        train.micro_batches({"input_ids": x[:, None]}, 3)
+
+
+def test_accumulation_compiles_one_micro_step_however_many():
+    cfg = mc.tiny()
+    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(6), b=8))
+    sizes = {}
+    for accum in (2, 8):
+        _, model, opt = build()
+        sizes[accum] = len(train.make_train_step(accum_steps=accum).lower(model, opt, batch).as_text())
+    assert sizes[8] < 1.05 * sizes[2], sizes  # a Python loop would be ~4x
 
 
 @pytest.mark.parametrize("path, leaf_ndim, expected", [
@@ -170,3 +195,25 @@ def test_packed_rows_mixing_image_and_video_examples_match_separate_forwards(our
         for name in order:
             np.testing.assert_allclose(out[row, start:start + lengths[name]], want[name][0], atol=1e-5)
             start += lengths[name]
+
+
+def test_frozen_vit_is_not_differentiated():
+    # freeze_vit: the ViT's ops run forward only; the lowered step has exactly the matmuls it has when the
+    # ViT's outputs are wrapped in stop_gradient, and fewer than when the ViT trains.
+    from molmo2_jax.vit import VisionTransformer
+
+    cfg = mc.tiny()
+    batch = jax.tree.map(jnp.asarray, make_batch(cfg, np.random.default_rng(7)))
+
+    def matmuls(freeze_vit):
+        _, model, opt = build(freeze_vit=freeze_vit)
+        return train.make_train_step().lower(model, opt, batch).as_text().count("dot_general")
+
+    frozen, trained = matmuls(True), matmuls(False)
+    call = VisionTransformer.__call__
+    try:
+        VisionTransformer.__call__ = lambda self, *a, **k: [jax.lax.stop_gradient(x) for x in call(self, *a, **k)]
+        stopped = matmuls(True)
+    finally:
+        VisionTransformer.__call__ = call
+    assert frozen == stopped < trained, (frozen, stopped, trained)
