@@ -69,7 +69,11 @@ OFFICIAL: dict[int, list[Row]] = {
         Row("data.mixture", "stage1", f"{PRETRAIN} kwargs_mixture"),
         Row("data.weights", {"captions": 0.6, "pointing": 0.3, "nlp": 0.1},
             f"{PRETRAIN} KwargsMixture(1 - pointing - nlp) / (--pointing 0.3) / (--nlp 0.1)"),
-        Row("data.max_crops", 16, f"{PRETRAIN} VideoPreprocessorConfig(max_frames=16): 16 crops per pack"),
+        Row("data.max_crops", 16, f"{PRETRAIN} VideoPreprocessorConfig(max_frames=16): 16 crops per pack",
+            "the 4 rows of a micro-batch share one crop stack of 4 x 10 slots (data.crop_group_rows=4): 90% of "
+            "the ViT's slots are real crops vs 57% with 16 per pack, same examples (docs/benchmarks.md)"),
+        Row("data.crop_group_rows", 1, f"{PRETRAIN} one crop budget per pack",
+            "rows of a micro-batch share one crop budget so the ViT runs on real crops, not padding"),
         Row("grad_accum_steps", 4, f"{PRETRAIN} device_train_microbatch_size=4: on 8 GPUs each device's 16 "
             "sequences run as 4 micro-batches of 4, each loss divided by the global batch's weight "
             "(batch_divisor=global_batch)"),
