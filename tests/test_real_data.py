@@ -110,7 +110,8 @@ def test_download_writer_inspect_and_5_tiny_steps_from_the_cli(hub, tmp_path):
     assert all(name in run.stdout for name in truth)
     run = _cli("molmo2_jax.main", "--config", "configs/stage1.py", "--workdir", str(work),
                "--config.model.name=tiny", f"--config.data.path={prep}", "--config.total_steps=5",
-               "--config.batch_size=2", "--config.seq_len=512", "--config.dtype=float32",
+               "--config.batch_size=4", "--config.data.crop_group_rows=2", "--config.grad_accum_steps=2",
+               "--config.seq_len=512", "--config.dtype=float32",
                "--config.log_every=1", "--config.checkpoint_every=5", "--config.warmup_steps=1",
                "--config.data.max_crops=8", "--config.data.max_crops_per_image=2", timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
