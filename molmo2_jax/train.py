@@ -247,7 +247,8 @@ def loss_fn(model: Molmo2, batch, z_loss: float = 0.0, num_sources: int = 0, dro
 
 
 def micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
-    """[B, ...] -> [n, B/n, ...] for gradient accumulation; micro-batch i holds rows i, i + n, i + 2n, ...
+    """[B, ...] -> [n, B/n, ...] for gradient accumulation; micro-batch i holds crop groups i, i + n, i + 2n, ...
+    (rows, when each row is its own group), so a group's rows and its crop stack stay together.
 
     Strided rather than contiguous, so each device's rows (the batch is sharded in contiguous slices) split
     into its own n micro-batches without moving data between devices (allenai/molmo2 splits each device's

@@ -137,13 +137,7 @@ def load_video(src: str | os.PathLike | bytes, max_frames: int = VideoConfig.max
     name, source = _open_source(src)
     try:
         with av.open(source) as container:
-            if not container.streams.video:
-                raise MediaError(name, "no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if width * height > max_frame_pixels:
-                raise MediaError(name, f"frames of {width}x{height} = {width * height} pixels exceed the "
-                                       f"per-frame budget of {max_frame_pixels} (VideoConfig.max_frame_pixels)")
+            stream, width, height = _video_stream(container, name, max_frame_pixels)
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise MediaError(name, "unknown frame rate")
@@ -242,13 +236,7 @@ def load_video_hf(src: str | os.PathLike | bytes, num_frames: int = 64, max_fps:
     name, source = _open_source(src)
     try:
         with av.open(source) as container:
-            if not container.streams.video:
-                raise MediaError(name, "no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if width * height > max_frame_pixels:
-                raise MediaError(name, f"frames of {width}x{height} = {width * height} pixels exceed the "
-                                       f"per-frame budget of {max_frame_pixels} (VideoConfig.max_frame_pixels)")
+            stream, width, height = _video_stream(container, name, max_frame_pixels)
             rate = stream.average_rate
             if not rate:
                 raise MediaError(name, "unknown frame rate")
@@ -278,6 +266,18 @@ def load_video_hf(src: str | os.PathLike | bytes, num_frames: int = 64, max_fps:
         raise MediaError(name, "a frame's size differs from the stream's declared size (refused: it would escape "
                                "the pixel budget)")
     return VideoFrames(np.stack([frames[i] for i in idx]), idx / fps)
+
+
+def _video_stream(container, name: str, max_frame_pixels: int):
+    """(first video stream, width, height) of an open container; MediaError if none or over the frame budget."""
+    if not container.streams.video:
+        raise MediaError(name, "no video stream")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > max_frame_pixels:
+        raise MediaError(name, f"frames of {width}x{height} = {width * height} pixels exceed the "
+                               f"per-frame budget of {max_frame_pixels} (VideoConfig.max_frame_pixels)")
+    return stream, width, height
 
 
 def _open_source(src: str | os.PathLike | bytes) -> tuple[str, str | io.BytesIO]:
