@@ -57,6 +57,21 @@ class VitBlock(nnx.Module):
         return x + self.mlp(self.layer_norm2(x))
 
 
+def sincos_2d(rows: int, cols: int, width: int, temperature: float = 10_000.0) -> jax.Array:
+    """2-D sin-cos position table [rows * cols, width] (row-major patches): the learned positions' initial value.
+
+    A ViT trained from scratch then sees each patch's (row, col) at unit scale from step 0, instead of 0.02-scale
+    noise it must first learn to decode (big_vision's from-scratch ViTs use the same table); converted SigLIP2
+    weights replace it. Quarters of `width`: sin(col), cos(col), sin(row), cos(row) over geometric frequencies.
+    """
+    quarter = width // 4
+    freqs = 1.0 / temperature ** (jnp.arange(quarter, dtype=jnp.float32) / max(quarter - 1, 1))  # [width/4]
+    r, c = jnp.meshgrid(jnp.arange(rows, dtype=jnp.float32), jnp.arange(cols, dtype=jnp.float32), indexing="ij")
+    c, r = c.reshape(-1, 1) * freqs, r.reshape(-1, 1) * freqs  # [rows * cols, width/4]
+    table = jnp.concatenate([jnp.sin(c), jnp.cos(c), jnp.sin(r), jnp.cos(r)], axis=1)
+    return jnp.pad(table, ((0, 0), (0, width - 4 * quarter)))
+
+
 class VisionTransformer(nnx.Module):
     """Patch embedding (Linear over flattened patches) + learned positions + the blocks Molmo2 needs."""
 
@@ -64,10 +79,9 @@ class VisionTransformer(nnx.Module):
         self.cfg = cfg
         self.patch_embedding = dense(cfg.patch_dim, cfg.hidden_size, ("vit_patch", "vit_embed"), use_bias=True,
                                      dtype=dtype, rngs=rngs)
-        self.positional_embedding = nnx.Param(
-            0.02 * jax.random.normal(rngs.params(), (cfg.num_patches, cfg.hidden_size), jnp.float32),
-            logical_axes=("vit_pos", "vit_embed"),
-        )
+        rows, cols = cfg.image_size[0] // cfg.patch_size, cfg.image_size[1] // cfg.patch_size
+        self.positional_embedding = nnx.Param(sincos_2d(rows, cols, cfg.hidden_size),
+                                              logical_axes=("vit_pos", "vit_embed"))
         self.layers = nnx.List([VitBlock(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
         self.dtype = dtype
 

@@ -82,3 +82,30 @@ def test_siglip2_position_table_is_resized_like_transformers(tmp_path, num_patch
         table.reshape(side, side, -1), torch.tensor([[4, 4]]), max_length=16)[0].numpy()
     got = _resize_positions(table.numpy(), (4, 4))
     assert np.max(np.abs(got - want)) <= 1e-5
+
+
+def test_from_scratch_positions_start_as_a_2d_sincos_table():
+    """A fresh ViT's learned positions start at unit scale and encode (row, col): patches in one row share the
+    row quarters, patches in one column the column quarters, and every patch's vector is distinct."""
+    from flax import nnx
+
+    from molmo2_jax.model_config import tiny
+    from molmo2_jax.vit import VisionTransformer, sincos_2d
+
+    cfg = tiny().vit
+    vit = VisionTransformer(cfg, rngs=nnx.Rngs(0))
+    table = np.asarray(vit.positional_embedding[...])
+    side = cfg.image_size[0] // cfg.patch_size
+    assert table.shape == (cfg.num_patches, cfg.hidden_size)
+    np.testing.assert_allclose(table, np.asarray(sincos_2d(side, side, cfg.hidden_size)))
+    q = cfg.hidden_size // 4
+    grid = table.reshape(side, side, cfg.hidden_size)
+    np.testing.assert_allclose(grid[0, :, :2 * q], grid[5, :, :2 * q])  # same column -> same column quarters
+    np.testing.assert_allclose(grid[:, 0, 2 * q:], grid[:, 3, 2 * q:])  # same row -> same row quarters
+    assert np.abs(grid[0, 0] - grid[0, 1]).max() > 0.1 and np.abs(grid[0, 0] - grid[1, 0]).max() > 0.1
+    norms = np.linalg.norm(table, axis=1)
+    np.testing.assert_allclose(norms, np.sqrt(cfg.hidden_size / 2), rtol=1e-5)  # each sin^2 + cos^2 pair is 1
+    distances = np.linalg.norm(table[:, None] - table[None], axis=-1) + np.eye(len(table))
+    assert distances.min() > 1e-3
+    odd = np.asarray(sincos_2d(3, 5, 10))  # widths not divisible by 4 are zero-padded
+    assert odd.shape == (15, 10) and np.all(odd[:, 8:] == 0)
