@@ -1,11 +1,20 @@
 """Train-step benchmark: tokens/s, step time, compile time, memory and MFU of the real JAX step, next to PyTorch.
 
     python benchmarks/bench_train_step.py --model tiny --seq-len 2536 --torch
+    python benchmarks/bench_train_step.py --model nano --rows 4 --crops 10 --grad-accum 4 --remat block \
+        --attention blockwise --steps 1 --memory-limit-gb 24
 
 builds a random transformers Molmo2 (`torch_reference.hf_config`), saves it, loads the same weights into JAX, and
 trains both on the same batch (one image of `--crops` crops, the rest caption text with loss, fp32, AdamW, frozen
-ViT); prints one JSON line per side and their tokens/s ratio, all from one run. `--abstract` compiles the step
-on abstract shapes only (per-device memory and FLOPs, no weights; use fake devices for a mesh).
+ViT); prints one JSON line per side and their tokens/s ratio, all from one run. `--rows R` trains R sequences,
+each with its own image (PyTorch: one batch; JAX: one crop group per row, `--grad-accum N` micro-batches through
+`train.make_train_step`). `--isolate` (implied by `--memory-limit-gb G`) runs the model build and each side in
+its own child process: the PyTorch child under RLIMIT_AS = G GiB (`--jax-memory-limit-gb` for JAX), so an
+allocation past it is a clean exception reported as `"status": "out_of_memory"` with the child's peak RSS; a
+child that dies is reported with its exit code / signal, and one is killed (and reported out of memory) when the
+machine's available RAM falls below `--min-available-gb`, before the kernel's OOM killer picks a process.
+`--abstract` compiles the step on abstract shapes only (per-device memory and FLOPs, no weights; use fake
+devices for a mesh).
 FLOPs: `train.model_flops_per_step` (LLM + ViT + connector), next to XLA's cost_analysis.
 """
 
