@@ -132,6 +132,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now (VmRSS)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
 def run_jax(args, hf_dir: str, hf: dict) -> dict:
     """The real train step (`train.make_train_step`, `--grad-accum` micro-batches of the rows) on the HF weights."""
     import jax
@@ -149,11 +155,14 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
                         wrt=train.trainable_filter(True))
     batch = {k: jnp.asarray(v) for k, v in jax_batch(hf, args.crop_slots).items()}
     del hf
+    rss = {"loaded": rss_bytes()}  # resident bytes after each stage: where the memory goes
     accum = max(args.grad_accum, 1)
     step = train.make_train_step(accum_steps=accum)
     t0 = time.perf_counter()
     compiled = step.lower(model, opt, batch).compile()  # called directly below: the step is compiled once
     compile_s = time.perf_counter() - t0
+    rss["compiled"] = rss_bytes()
+    print(f"jax child: rss {rss}, compile {compile_s:.0f} s", file=sys.stderr, flush=True)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -173,7 +182,7 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),
            "argument_bytes": int(mem.argument_size_in_bytes),
            "formula_flops": flops, "xla_flops": float(cost.get("flops", 0.0)), "flops_per_s": flops / step_s,
-           "peak_rss_bytes": peak_rss_bytes()}
+           "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": dict(rss, stepped=rss_bytes())}
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0))
     if peak:
         out["mfu"] = flops / step_s / peak
