@@ -138,6 +138,16 @@ def rss_bytes() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
+def release_freed_heap() -> None:
+    """glibc malloc_trim(0): hand freed heap pages back to the OS (a no-op where libc has no malloc_trim)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_jax(args, hf_dir: str, hf: dict) -> dict:
     """The real train step (`train.make_train_step`, `--grad-accum` micro-batches of the rows) on the HF weights."""
     import jax
@@ -162,6 +172,8 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     compiled = step.lower(model, opt, batch).compile()  # called directly below: the step is compiled once
     compile_s = time.perf_counter() - t0
     rss["compiled"] = rss_bytes()
+    release_freed_heap()  # the compiler's freed heap back to the OS before the step allocates its temporaries
+    rss["trimmed"] = rss_bytes()
     print(f"jax child: rss {rss}, compile {compile_s:.0f} s", file=sys.stderr, flush=True)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
