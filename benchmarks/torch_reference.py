@@ -56,9 +56,17 @@ def build(config, path: str | None = None, seed: int = 0):
     return model
 
 
+def load(path: str):
+    """The model `build` saved to `path` (fp32), as the isolated PyTorch child loads it."""
+    import torch
+    from transformers import Molmo2ForConditionalGeneration
+
+    return Molmo2ForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+
+
 def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
-    """`steps` AdamW steps (frozen vision tower) on one batch; wall and process-CPU seconds per step after the
-    first (medians), losses."""
+    """`steps` AdamW steps (frozen vision tower) on one batch (all its rows in one forward/backward); wall and
+    process-CPU seconds per step after the first (medians), losses."""
     import torch
 
     torch.manual_seed(0)
