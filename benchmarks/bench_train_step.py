@@ -155,11 +155,12 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     from flax import nnx
 
     from molmo2_jax import train
+    from molmo2_jax.attention import DEFAULT_BLOCK
     from molmo2_jax.convert import load_hf_molmo2
 
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
     model = load_hf_molmo2(hf_dir, dtype=dtype, attention_impl=args.attention, remat=args.remat,
-                           attention_block_size=args.attention_block or 64)
+                           attention_block_size=args.attention_block or DEFAULT_BLOCK)
     lr = {c: args.lr for c in train.COMPONENTS}
     sched = {c: (lambda v: (lambda step: v))(lr[c]) for c in train.COMPONENTS}
     opt = nnx.Optimizer(model, train.make_optimizer(sched, weight_decay=0.0, clip=1.0),
@@ -361,8 +362,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--remat", default="none", choices=("none", "block", "dots"))
     p.add_argument("--attention", default="blockwise", choices=("xla", "dot_product", "cudnn", "blockwise"))
     p.add_argument("--attention-block", type=int, default=0,
-                   help="query/key block of blockwise attention (0: 64, the fastest on CPU in docs/benchmarks.md; "
-                        "--abstract: the stage config's)")
+                   help="query/key block of blockwise attention (0: the model default, 512; --abstract: the stage "
+                        "config's)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=8, help="--abstract only: global batch")
@@ -408,7 +409,7 @@ def main(argv=None) -> list[dict]:
                      "first_loss_diff": abs(rows[0]["losses"][0] - rows[1]["losses"][0])})
     for r in rows:
         print(json.dumps(dict(r, model=args.model, seq_len=args.seq_len, dtype=args.dtype, remat=args.remat,
-                              attention=args.attention, attention_block=args.attention_block or 64,
+                              attention=args.attention, attention_block=args.attention_block or "default",
                               load_avg=r.get("load_avg", os.getloadavg()[0]))))
     return rows
 
