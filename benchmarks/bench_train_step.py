@@ -157,6 +157,7 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     from molmo2_jax import train
     from molmo2_jax.attention import DEFAULT_BLOCK
     from molmo2_jax.convert import load_hf_molmo2
+    from torch_reference import median_after_first
 
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
     model = load_hf_molmo2(hf_dir, dtype=dtype, attention_impl=args.attention, remat=args.remat,
@@ -189,9 +190,8 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
         cpus.append(time.process_time() - c0)
     rows, seq_len = batch["input_ids"].shape
     flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["crops"].shape[1], rows))
-    step_s = float(np.median(times[1:] if len(times) > 1 else times))
-    cpu_s = float(np.median(cpus[1:] if len(cpus) > 1 else cpus))
-    out = {"side": "jax", "status": "ok", "rows": rows, "grad_accum": accum, "attention": args.attention,
+    step_s, cpu_s = median_after_first(times), median_after_first(cpus)
+    out = {"side": "jax", "status": "ok", "rows": rows, "grad_accum": accum,
            "step_s": step_s, "cpu_s": cpu_s, "tokens_per_s": rows * seq_len / step_s, "compile_s": compile_s,
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),
            "argument_bytes": int(mem.argument_size_in_bytes),
@@ -211,7 +211,7 @@ def run_torch(args, model, hf: dict) -> dict:
     rows, seq_len = hf["input_ids"].shape
     return {"side": "torch", "status": "ok", "rows": rows, "step_s": res["step_s"], "cpu_s": res["cpu_s"],
             "tokens_per_s": rows * seq_len / res["step_s"], "losses": res["losses"],
-            "max_rss_bytes": peak_rss_bytes(), "peak_rss_bytes": peak_rss_bytes()}
+            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def run_abstract(args) -> dict:

@@ -87,5 +87,9 @@ def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
         losses.append(float(loss.detach()))
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    median = lambda x: float(np.median(x[1:] if len(x) > 1 else x))  # noqa: E731
-    return {"step_s": median(times), "cpu_s": median(cpus), "losses": losses}
+    return {"step_s": median_after_first(times), "cpu_s": median_after_first(cpus), "losses": losses}
+
+
+def median_after_first(values) -> float:
+    """The median of per-step figures, the first (warm-up) step left out when there are others."""
+    return float(np.median(values[1:] if len(values) > 1 else values))

@@ -21,7 +21,8 @@ def get_config():
     c.weight_decay = 0.01
     c.dtype = "float32"
     # flash-style attention in 64-token blocks: ~3.5 examples per 384-token pack, so most blocks are another
-    # example's and skipped (0.61 vs 0.90 CPU-s per step for the dense `xla` mask; docs/benchmarks.md)
+    # example's and skipped (quiet 2-core CPU: 0.44-0.52 vs 0.61 s per step for the dense `xla` mask;
+    # docs/benchmarks.md)
     c.attention_impl = "blockwise"
     c.attention_block_size = 64
     c.checkpoint_every = 100

@@ -24,8 +24,14 @@ class VitConfig:
     attention_bias: bool = True
 
     @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, cols) of patches in one crop."""
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
     def num_patches(self) -> int:
-        return (self.image_size[0] // self.patch_size) * (self.image_size[1] // self.patch_size)
+        rows, cols = self.patch_grid
+        return rows * cols
 
     @property
     def patch_dim(self) -> int:

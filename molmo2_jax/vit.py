@@ -79,8 +79,7 @@ class VisionTransformer(nnx.Module):
         self.cfg = cfg
         self.patch_embedding = dense(cfg.patch_dim, cfg.hidden_size, ("vit_patch", "vit_embed"), use_bias=True,
                                      dtype=dtype, rngs=rngs)
-        rows, cols = cfg.image_size[0] // cfg.patch_size, cfg.image_size[1] // cfg.patch_size
-        self.positional_embedding = nnx.Param(sincos_2d(rows, cols, cfg.hidden_size),
+        self.positional_embedding = nnx.Param(sincos_2d(*cfg.patch_grid, cfg.hidden_size),
                                               logical_axes=("vit_pos", "vit_embed"))
         self.layers = nnx.List([VitBlock(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
         self.dtype = dtype

@@ -174,8 +174,7 @@ def siglip_transform(path: str, arr: np.ndarray, vit: VitConfig) -> np.ndarray:
     if path == "vision_tower.patch_embedding.kernel" and arr.ndim == 4:  # Conv2d [D, C, p, p]
         return arr.transpose(2, 3, 1, 0).reshape(-1, arr.shape[0])  # (row, col, channel) -> D
     if path == "vision_tower.positional_embedding" and arr.shape[0] != vit.num_patches:
-        p = vit.patch_size
-        return _resize_positions(arr, (vit.image_size[0] // p, vit.image_size[1] // p))
+        return _resize_positions(arr, vit.patch_grid)
     return arr
 
 
