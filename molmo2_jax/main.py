@@ -96,6 +96,20 @@ class Prefetcher:
         except BaseException as e:  # StopIteration or a data error: re-raised in the training thread
             self._queue.put(e)
 
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop reading ahead and wait for the thread: a daemon thread still inside JAX or the data reader when
+        the interpreter exits aborts the process ("FATAL: exception not rethrown")."""
+        import queue
+
+        self._stop.set()
+        deadline = time.time() + timeout_s
+        while self._thread.is_alive() and time.time() < deadline:
+            try:
+                self._queue.get(timeout=0.05)  # unblocks a put() on a full queue
+            except queue.Empty:
+                pass
+        self._thread.join(timeout=max(0.0, deadline - time.time()))
+
     def __iter__(self):
         return self
 
@@ -284,51 +298,54 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
         return skipped
 
     stop = StopSignals().install()
-    for step in range(start + 1, config.total_steps + 1):
-        host_batch, batch, data_state = next(batches)
-        with jax.set_mesh(mesh):
-            out = step_fn(model, optimizer, batch)
-        tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
-        seqs += len(host_batch["segment_ids"]) * jax.process_count()
-        real, slots = crop_counts(host_batch)
-        crop_real, crop_slots = crop_real + real, crop_slots + slots
-        if "source_ce_sum" in out:
-            source_sums = source_sums + jnp.stack([out["source_ce_sum"], out["source_weight"]])
-        nonfinite = nonfinite + (~out["finite"]).astype(jnp.int32)
-        if step % config.log_every == 0 or step == config.total_steps:
-            skipped_total += check_nonfinite(step)
-            last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
-            dt = time.time() - t0
-            last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
-                        tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
-                        **iterator.counters.metrics())
-            if crop_slots:
-                last["crop_utilisation"] = crop_real / crop_slots  # real ViT crops / crop slots
-            if peak:
-                last["mfu"] = seqs * flops_per_seq / dt / peak
-            sums = np.asarray(source_sums)
-            last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *sums) if w > 0})
-            source_sums = jnp.zeros_like(source_sums)
-            writer.write(step, last)
-            t0, tokens, seqs, crop_slots, crop_real = time.time(), 0, 0, 0, 0
-        ckpt.poll()
-        if step % config.checkpoint_every == 0 or step == config.total_steps or stop.requested:
-            skipped_total += check_nonfinite(step)  # never save weights a run of non-finite steps produced
-            ckpt.save(step, model, optimizer, ConsumedState(data_state))
-        if stop.requested:
-            ckpt.close()
-            stop.uninstall()
-            print(f"{stop.requested}: saved step {step} (model, optimizer, data iterator) under "
-                  f"{ckpt.root}; rerun the same command to resume", flush=True)
-            return last
-        evaluate_now = config.eval_every and step % config.eval_every == 0
-        final_demo_eval = step == config.total_steps and config.data.mixture == "synthetic"
-        if (evaluate_now or final_demo_eval) and config.data.get("eval_examples", 0) and jax.process_count() == 1:
-            from molmo2_jax.evaluate import evaluate_during_training
+    try:
+        for step in range(start + 1, config.total_steps + 1):
+            host_batch, batch, data_state = next(batches)
+            with jax.set_mesh(mesh):
+                out = step_fn(model, optimizer, batch)
+            tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
+            seqs += len(host_batch["segment_ids"]) * jax.process_count()
+            real, slots = crop_counts(host_batch)
+            crop_real, crop_slots = crop_real + real, crop_slots + slots
+            if "source_ce_sum" in out:
+                source_sums = source_sums + jnp.stack([out["source_ce_sum"], out["source_weight"]])
+            nonfinite = nonfinite + (~out["finite"]).astype(jnp.int32)
+            if step % config.log_every == 0 or step == config.total_steps:
+                skipped_total += check_nonfinite(step)
+                last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
+                dt = time.time() - t0
+                last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
+                            tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
+                            **iterator.counters.metrics())
+                if crop_slots:
+                    last["crop_utilisation"] = crop_real / crop_slots  # real ViT crops / crop slots
+                if peak:
+                    last["mfu"] = seqs * flops_per_seq / dt / peak
+                sums = np.asarray(source_sums)
+                last.update({f"loss/{n}": float(c / w) for n, c, w in zip(source_names, *sums) if w > 0})
+                source_sums = jnp.zeros_like(source_sums)
+                writer.write(step, last)
+                t0, tokens, seqs, crop_slots, crop_real = time.time(), 0, 0, 0, 0
+            ckpt.poll()
+            if step % config.checkpoint_every == 0 or step == config.total_steps or stop.requested:
+                skipped_total += check_nonfinite(step)  # never save weights a run of non-finite steps produced
+                ckpt.save(step, model, optimizer, ConsumedState(data_state))
+            if stop.requested:
+                ckpt.close()
+                stop.uninstall()
+                print(f"{stop.requested}: saved step {step} (model, optimizer, data iterator) under "
+                      f"{ckpt.root}; rerun the same command to resume", flush=True)
+                return last
+            evaluate_now = config.eval_every and step % config.eval_every == 0
+            final_demo_eval = step == config.total_steps and config.data.mixture == "synthetic"
+            if (evaluate_now or final_demo_eval) and config.data.get("eval_examples", 0) and jax.process_count() == 1:
+                from molmo2_jax.evaluate import evaluate_during_training
 
-            scores = evaluate_during_training(config, model, processor, workdir, step)
-            writer.write(step, scores)
-            last.update(scores)
+                scores = evaluate_during_training(config, model, processor, workdir, step)
+                writer.write(step, scores)
+                last.update(scores)
+    finally:
+        batches.close()
     ckpt.close()
     stop.uninstall()
     export_for_inference(model, processor, os.path.join(workdir, "model"))

@@ -37,3 +37,18 @@ def test_prefetcher_reraises_data_errors_in_the_training_thread():
         next(it)
     with pytest.raises(ValueError, match="bad sample 3"):
         next(it)
+
+
+def test_prefetcher_close_stops_the_reading_thread_with_a_full_queue():
+    # a thread left reading ahead (inside JAX) at interpreter exit aborts the process: close() must end it
+    source = Counting(10**9)
+    it = Prefetcher(source, lambda b: b, depth=2)
+    next(it)
+    it.close(timeout_s=10)
+    assert not it._thread.is_alive()
+    read = source.i
+    assert read <= 1 + 2 + 2  # the batch taken, a full queue, and at most one item in flight per drained slot
+    import time
+
+    time.sleep(0.2)
+    assert source.i == read  # nothing read after close
