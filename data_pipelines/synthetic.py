@@ -59,6 +59,9 @@ class SyntheticConfig:
     # image as branches): the first asks about the sampled target, the others about the scene's other kinds
     # (counting also about absent ones). Training signal per encoded image; 1 = the plain task (held-out eval).
     questions_per_image: int = 1
+    # pointing: the fraction of scenes whose asked kind is absent ("There are none.", as PixMo-Points' negative
+    # questions); 0 = always 1..max_count targets (the held-out pointing eval)
+    pointing_negatives: float = 0.0
 
     @property
     def counting_chance(self) -> float:
@@ -241,7 +244,10 @@ class SyntheticSource:
         return out
 
     def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
-        return self._points_example(rng, cfg, int(rng.integers(1, cfg.max_count + 1)), "pointing")
+        k = int(rng.integers(1, cfg.max_count + 1))
+        if cfg.pointing_negatives and rng.random() < cfg.pointing_negatives:
+            k = 0
+        return self._points_example(rng, cfg, k, "pointing")
 
     def _counting(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         return self._points_example(rng, cfg, int(rng.integers(0, cfg.max_count + 1)), "point_count")

@@ -85,6 +85,23 @@ def test_counting_answers_match_ground_truth_and_counts_are_uniform():
     assert CFG.counting_chance == pytest.approx(0.2)
 
 
+def test_pointing_negatives_ask_about_an_absent_kind_and_leave_other_scenes_unchanged():
+    plain, neg = SyntheticConfig(max_objects=3, max_count=3), SyntheticConfig(max_objects=3, max_count=3,
+                                                                              pointing_negatives=0.3)
+    none = 0
+    for i in range(200):
+        a, b = SyntheticSource("pointing", 200, 0, plain)[i], SyntheticSource("pointing", 200, 0, neg)[i]
+        assert a.count >= 1
+        if b.count == 0:
+            none += 1
+            assert b.conversations[0].messages[1].content == "There are none."
+            label = b.points[0].label[:-1]  # "red circles" -> "red circle"
+            assert all(bx.label != label for bx in b.boxes)  # the asked kind is not drawn
+        else:
+            assert b.count == a.count  # the same draw of k; only negatives replace it
+    assert 40 <= none <= 80  # ~30% of 200
+
+
 def test_caption_counts_every_shape():
     src = SyntheticSource("caption", 30, seed=0)
     for i in range(30):
