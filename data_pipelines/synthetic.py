@@ -62,6 +62,11 @@ class SyntheticConfig:
     # pointing: the fraction of scenes whose asked kind is absent ("There are none.", as PixMo-Points' negative
     # questions); 0 = always 1..max_count targets (the held-out pointing eval)
     pointing_negatives: float = 0.0
+    # tasks ("pointing", "counting") whose scenes get one more branch whose answer differs
+    # from the first's in kind: a kind absent from the scene ("There are none.") when the first has targets, a
+    # drawn kind when it has none. The same image then needs two answers, so the "none" decision must read the
+    # question, not the number of objects drawn. () = off (the held-out eval).
+    contrast_questions: tuple[str, ...] = ()
 
     @property
     def counting_chance(self) -> float:
@@ -150,6 +155,15 @@ def _image_ref(shapes: list[Shape], cfg: SyntheticConfig) -> ImageRef:
     return ImageRef(data=media.encode_png(render(shapes, cfg)))
 
 
+def _question(label: str, centres: list[tuple[float, float]], style: str) -> Conversation:
+    """'Point to the <label>.' ("pointing") or 'How many <label> are there?' (point-then-count), answered."""
+    if style == "pointing":
+        q, a = f"Point to the {label}.", formats.format_points([(1, centres)], label)
+    else:
+        q, a = f"How many {label} are there?", formats.format_count([(1, centres)], label)
+    return Conversation([Message("user", q), Message("assistant", a)], style=style)
+
+
 def caption_text(shapes: list[Shape]) -> str:
     """Dense caption: counts per kind in (shape, colour) order ('There are 2 red circles...')."""
     if not shapes:
@@ -209,12 +223,9 @@ class SyntheticSource:
     def _points_example(self, rng: np.random.Generator, cfg: SyntheticConfig, k: int, style: str) -> Example:
         """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
         shapes, label, centres, target = self._targets_scene(rng, cfg, k)
-        if style == "pointing":
-            question, answer = f"Point to the {label}.", formats.format_points([(1, centres)], label)
-        else:
-            question, answer = f"How many {label} are there?", formats.format_count([(1, centres)], label)
-        conv = Conversation([Message("user", question), Message("assistant", answer)], style=style)
-        convs = [conv] + self._more_questions(rng, cfg, shapes, target, style)
+        convs = [_question(label, centres, style)] + self._more_questions(rng, cfg, shapes, target, style)
+        if ("pointing" if style == "pointing" else "counting") in cfg.contrast_questions:
+            convs += self._contrast_question(rng, shapes, target, k, style, cfg)
         return Example("", "", "", convs, images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
@@ -234,14 +245,22 @@ class SyntheticSource:
             picks.append(absent[int(rng.integers(0, len(absent)))])
         out = []
         for shape, colour in picks:
-            label = plural(f"{colour} {shape}")
             centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
-            if style == "pointing":
-                q, a = f"Point to the {label}.", formats.format_points([(1, centres)], label)
-            else:
-                q, a = f"How many {label} are there?", formats.format_count([(1, centres)], label)
-            out.append(Conversation([Message("user", q), Message("assistant", a)], style=style))
+            out.append(_question(plural(f"{colour} {shape}"), centres, style))
         return out
+
+    @staticmethod
+    def _contrast_question(rng: np.random.Generator, shapes: list[Shape], target: tuple[str, str], k: int,
+                           style: str, cfg: SyntheticConfig) -> list[Conversation]:
+        """One branch about a kind absent from the scene when the first question has targets, else about a drawn
+        kind (drawn after everything else, so the first conversations are unchanged); none for an empty scene."""
+        present = list(dict.fromkeys((s.shape, s.colour) for s in shapes))
+        pool = [kd for kd in _kinds() if kd not in present] if k else [kd for kd in present if kd != target]
+        if not pool:
+            return []
+        shape, colour = pool[int(rng.integers(0, len(pool)))]
+        centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
+        return [_question(plural(f"{colour} {shape}"), centres, style)]
 
     def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         k = int(rng.integers(1, cfg.max_count + 1))

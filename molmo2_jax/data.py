@@ -19,7 +19,8 @@ def synthetic_config(config):
     from data_pipelines.synthetic import SyntheticConfig
 
     side = config.data.get("image_size", 64)
-    return SyntheticConfig(width=side, height=side, **dict(config.data.get("synthetic", {})))
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config.data.get("synthetic", {})).items()}
+    return SyntheticConfig(width=side, height=side, **fields)
 
 
 def demo_tokenizer(config, workdir: str) -> SentencePieceTokenizer:

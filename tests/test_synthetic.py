@@ -1,5 +1,6 @@
 """Synthetic shapes data: deterministic, targets in Molmo2 formats, ground truth consistent."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -100,6 +101,35 @@ def test_pointing_negatives_ask_about_an_absent_kind_and_leave_other_scenes_unch
         else:
             assert b.count == a.count  # the same draw of k; only negatives replace it
     assert 40 <= none <= 80  # ~30% of 200
+
+
+@pytest.mark.parametrize("task", ["pointing", "counting"])
+def test_contrast_questions_ask_an_absent_kind_beside_targets_and_a_drawn_kind_beside_none(task):
+    plain = SyntheticConfig(max_objects=3, max_count=3, pointing_negatives=0.3)
+    contrast = dataclasses.replace(plain, contrast_questions=(task,))
+    absent = drawn = 0
+    for i in range(60):
+        a, b = SyntheticSource(task, 60, 0, plain)[i], SyntheticSource(task, 60, 0, contrast)[i]
+        assert b.conversations[0] == a.conversations[0] and b.images[0].data == a.images[0].data
+        drawn_kinds = {bx.label for bx in b.boxes}
+        if not drawn_kinds:  # an empty scene has nothing to contrast
+            assert len(b.conversations) == 1
+            continue
+        assert len(b.conversations) == 2 and b.conversations[1].style == a.conversations[0].style
+        label = re.search(r"(?:the|many) (\w+ \w+)s\b", b.conversations[1].messages[0].content).group(1)
+        answer = b.conversations[1].messages[1].content
+        if b.count:  # targets in the first question -> the contrast kind is not drawn
+            assert label not in drawn_kinds and answer == "There are none."
+            absent += 1
+        else:  # none in the first -> a drawn kind, pointed at where it is
+            assert label in drawn_kinds and label != b.points[0].label[:-1]
+            want = sorted(((bx.x0 + bx.x1) / 2, (bx.y0 + bx.y1) / 2) for bx in b.boxes if bx.label == label)
+            got = sorted((x / 1000, y / 1000) for _, _, x, y in _parse_coords(POINTS.search(answer).group(1)))
+            assert np.allclose(got, want, atol=2e-3)
+            drawn += 1
+    assert absent >= 20 and drawn >= 3
+    other = "counting" if task == "pointing" else "pointing"  # the option names the tasks it applies to
+    assert all(len(SyntheticSource(other, 20, 0, contrast)[i].conversations) == 1 for i in range(20))
 
 
 def test_caption_counts_every_shape():
