@@ -133,8 +133,10 @@ def synthetic_eval_examples(config, n: int) -> list:
     import dataclasses
 
     examples = []
-    # one question per scene, as asked; pointing always has 1..max_count targets (training may add negatives)
-    scenes = dataclasses.replace(synthetic_config(config), questions_per_image=1, pointing_negatives=0.0)
+    # one question per scene, as asked; pointing always has 1..max_count targets (training may add negatives
+    # and contrast questions)
+    scenes = dataclasses.replace(synthetic_config(config), questions_per_image=1, pointing_negatives=0.0,
+                                 contrast_questions=())
     for task in ("pointing", "counting"):
         src = SyntheticSource(task, n, seed=config.seed + 10_000, config=scenes)
         examples += [src[i] for i in range(n)]

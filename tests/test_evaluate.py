@@ -77,3 +77,17 @@ def test_batched_synthetic_eval_answers_as_one_at_a_time(tiny_inference_dir):
     _, records = evaluate_examples(model, processor, examples, max_new_tokens=8, batch_size=4)
     assert [r["id"] for r in records] == [ex.id for ex in examples]
     assert [r["prediction"] for r in records] == [answer(model, processor, ex, 8) for ex in examples]
+
+
+def test_held_out_scenes_ask_one_question_whatever_the_training_options():
+    from configs import demo
+    from molmo2_jax.evaluate import synthetic_eval_examples
+
+    plain = synthetic_eval_examples(demo.get_config(), 24)
+    c = demo.get_config()
+    c.data.synthetic.update(contrast_questions=("pointing", "counting"), pointing_negatives=0.5, questions_per_image=3)
+    varied = synthetic_eval_examples(c, 24)
+    assert all(len(ex.conversations) == 1 for ex in varied)
+    assert all(ex.count >= 1 for ex in varied if ex.task == "pointing")  # held-out pointing always has targets
+    assert [(ex.conversations, ex.images[0].data) for ex in varied] == [(ex.conversations, ex.images[0].data)
+                                                                        for ex in plain]
