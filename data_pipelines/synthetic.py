@@ -164,6 +164,12 @@ def _question(label: str, centres: list[tuple[float, float]], style: str) -> Con
     return Conversation([Message("user", q), Message("assistant", a)], style=style)
 
 
+def _ask_about(kind: tuple[str, str], shapes: list[Shape], style: str, cfg: SyntheticConfig) -> Conversation:
+    """`_question` about one (shape, colour) kind of a drawn scene, answered with that kind's centres."""
+    centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == kind]
+    return _question(plural(f"{kind[1]} {kind[0]}"), centres, style)
+
+
 def caption_text(shapes: list[Shape]) -> str:
     """Dense caption: counts per kind in (shape, colour) order ('There are 2 red circles...')."""
     if not shapes:
@@ -224,8 +230,8 @@ class SyntheticSource:
         """A scene with k target shapes, asked as pointing ("Point to ...") or counting ("How many ...")."""
         shapes, label, centres, target = self._targets_scene(rng, cfg, k)
         convs = [_question(label, centres, style)] + self._more_questions(rng, cfg, shapes, target, style)
-        if ("pointing" if style == "pointing" else "counting") in cfg.contrast_questions:
-            convs += self._contrast_question(rng, shapes, target, k, style, cfg)
+        if self.task in cfg.contrast_questions:
+            convs += self._contrast_question(rng, shapes, k, style, cfg)
         return Example("", "", "", convs, images=[_image_ref(shapes, cfg)],
                        points=[Points(label, centres)], boxes=[s.box(cfg) for s in shapes],
                        count=k)
@@ -243,24 +249,18 @@ class SyntheticSource:
         absent = [kd for kd in _kinds() if kd != target and kd not in present]
         if style != "pointing" and len(picks) < cfg.questions_per_image - 1:  # one count of zero at most
             picks.append(absent[int(rng.integers(0, len(absent)))])
-        out = []
-        for shape, colour in picks:
-            centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
-            out.append(_question(plural(f"{colour} {shape}"), centres, style))
-        return out
+        return [_ask_about(kind, shapes, style, cfg) for kind in picks]
 
     @staticmethod
-    def _contrast_question(rng: np.random.Generator, shapes: list[Shape], target: tuple[str, str], k: int,
-                           style: str, cfg: SyntheticConfig) -> list[Conversation]:
+    def _contrast_question(rng: np.random.Generator, shapes: list[Shape], k: int, style: str,
+                           cfg: SyntheticConfig) -> list[Conversation]:
         """One branch about a kind absent from the scene when the first question has targets, else about a drawn
         kind (drawn after everything else, so the first conversations are unchanged); none for an empty scene."""
         present = list(dict.fromkeys((s.shape, s.colour) for s in shapes))
-        pool = [kd for kd in _kinds() if kd not in present] if k else [kd for kd in present if kd != target]
+        pool = [kd for kd in _kinds() if kd not in present] if k else present  # k = 0: the target is not drawn
         if not pool:
             return []
-        shape, colour = pool[int(rng.integers(0, len(pool)))]
-        centres = [s.centre(cfg) for s in shapes if (s.shape, s.colour) == (shape, colour)]
-        return [_question(plural(f"{colour} {shape}"), centres, style)]
+        return [_ask_about(pool[int(rng.integers(0, len(pool)))], shapes, style, cfg)]
 
     def _pointing(self, rng: np.random.Generator, cfg: SyntheticConfig) -> Example:
         k = int(rng.integers(1, cfg.max_count + 1))
