@@ -157,7 +157,7 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     from molmo2_jax import train
     from molmo2_jax.attention import DEFAULT_BLOCK
     from molmo2_jax.convert import load_hf_molmo2
-    from torch_reference import median_after_first
+    from torch_reference import StepMeter
 
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
     model = load_hf_molmo2(hf_dir, dtype=dtype, attention_impl=args.attention, remat=args.remat,
@@ -181,18 +181,17 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    times, cpus, losses = [], [], []
+    meter, losses = StepMeter(), []
     for _ in range(args.steps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = compiled(model, opt, batch)
-        losses.append(float(jax.block_until_ready(out["loss"])))
-        times.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+        with meter:
+            out = compiled(model, opt, batch)
+            losses.append(float(jax.block_until_ready(out["loss"])))
     rows, seq_len = batch["input_ids"].shape
     flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["crops"].shape[1], rows))
-    step_s, cpu_s = median_after_first(times), median_after_first(cpus)
-    out = {"side": "jax", "status": "ok", "rows": rows, "grad_accum": accum,
-           "step_s": step_s, "cpu_s": cpu_s, "tokens_per_s": rows * seq_len / step_s, "compile_s": compile_s,
+    timing = meter.medians()
+    step_s = timing["step_s"]
+    out = {"side": "jax", "status": "ok", "rows": rows, "grad_accum": accum, **timing,
+           "tokens_per_s": rows * seq_len / step_s, "compile_s": compile_s,
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),
            "argument_bytes": int(mem.argument_size_in_bytes),
            "formula_flops": flops, "xla_flops": float(cost.get("flops", 0.0)), "flops_per_s": flops / step_s,
@@ -209,8 +208,7 @@ def run_torch(args, model, hf: dict) -> dict:
 
     res = torch_reference.train_steps(model, {k: v for k, v in hf.items()}, args.steps, args.lr)
     rows, seq_len = hf["input_ids"].shape
-    return {"side": "torch", "status": "ok", "rows": rows, "step_s": res["step_s"], "cpu_s": res["cpu_s"],
-            "tokens_per_s": rows * seq_len / res["step_s"], "losses": res["losses"],
+    return {"side": "torch", "status": "ok", "rows": rows, **res, "tokens_per_s": rows * seq_len / res["step_s"],
             "peak_rss_bytes": peak_rss_bytes()}
 
 

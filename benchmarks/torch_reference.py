@@ -7,6 +7,7 @@ Frozen ViT (no gradients for the vision tower), loss on the batch's labels (tran
 
 from __future__ import annotations
 
+import resource
 import time
 
 import numpy as np
@@ -65,8 +66,8 @@ def load(path: str):
 
 
 def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
-    """`steps` AdamW steps (frozen vision tower) on one batch (all its rows in one forward/backward); wall and
-    process-CPU seconds per step after the first (medians), losses."""
+    """`steps` AdamW steps (frozen vision tower) on one batch (all its rows in one forward/backward): the
+    `StepMeter` medians after the first step, and the losses."""
     import torch
 
     torch.manual_seed(0)
@@ -76,18 +77,43 @@ def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
                             eps=1e-6, weight_decay=0.0)
     inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
     model.train()
-    times, cpus, losses = [], [], []
+    meter, losses = StepMeter(), []
     for _ in range(steps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        loss = model(**inputs).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        times.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return {"step_s": median_after_first(times), "cpu_s": median_after_first(cpus), "losses": losses}
+        with meter:
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+    return dict(meter.medians(), losses=losses)
+
+
+class StepMeter:
+    """Per-step wall, process-CPU and kernel (system) seconds and page faults, as a context manager.
+
+    Both sides of the benchmark are timed with it. The kernel share says how much of a step went to the
+    machine's memory handling (fresh pages zeroed on first touch) rather than to the model's arithmetic: on
+    a VM that hands freed memory back to its host, a step that allocates large buffers anew pays this every step.
+    """
+
+    def __init__(self):
+        self.rows = []
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF))
+        return self
+
+    def __exit__(self, *exc):
+        t0, c0, r0 = self._start
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        self.rows.append((time.perf_counter() - t0, time.process_time() - c0, r1.ru_stime - r0.ru_stime,
+                          r1.ru_minflt - r0.ru_minflt))
+
+    def medians(self) -> dict:
+        """step_s, cpu_s, sys_s, page_faults: medians over the steps after the first."""
+        cols = list(zip(*self.rows))
+        return {k: median_after_first(v) for k, v in zip(("step_s", "cpu_s", "sys_s", "page_faults"), cols)}
 
 
 def median_after_first(values) -> float:
