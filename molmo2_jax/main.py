@@ -272,6 +272,8 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     step_fn = train.make_train_step(config.z_loss, config.grad_accum_steps, len(source_names),
                                     (config.get("residual_dropout", 0.0), config.get("response_residual_dropout", 0.0)),
                                     config.seed)
+    # the model/optimizer graph is walked once here, not on every call (~45 ms of Python per step on the demo)
+    train_step = nnx.cached_partial(step_fn, model, optimizer)
     writer = MetricsWriter(workdir, start)
     flops_per_seq = train.model_flops_per_step(model.cfg, config) / config.batch_size
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
@@ -302,7 +304,7 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
         for step in range(start + 1, config.total_steps + 1):
             host_batch, batch, data_state = next(batches)
             with jax.set_mesh(mesh):
-                out = step_fn(model, optimizer, batch)
+                out = train_step(batch)
             tokens += int(np.sum(host_batch["segment_ids"] > 0)) * jax.process_count()
             seqs += len(host_batch["segment_ids"]) * jax.process_count()
             real, slots = crop_counts(host_batch)

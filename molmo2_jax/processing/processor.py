@@ -178,19 +178,19 @@ class Molmo2Processor:
                         self.token_ids.video_prompt: video_blocks}
         blocks = [next(placeholders[t]) if t in placeholders else np.asarray([t], np.int32)
                   for t in text.input_ids.tolist()]
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in
-                                             ("input_ids", "target_ids", "loss_weights", "branch_ids")}
-        for t, block in enumerate(blocks):
-            target = text.target_ids[t]
-            if t + 1 < len(blocks) and target in placeholders and text.input_ids[t + 1] == target:
-                target = blocks[t + 1][0]  # the next input is a placeholder: predict its first token
-            cols["input_ids"].append(block)
-            cols["target_ids"].append(np.append(block[1:], target))
-            cols["loss_weights"].append(np.append(np.zeros(len(block) - 1, np.float32),
-                                                  text.loss_weights[t]))
-            cols["branch_ids"].append(np.full(len(block), text.branch_ids[t], np.int32))
-        out = {k: np.concatenate(v).astype(np.float32 if k == "loss_weights" else np.int32)
-               for k, v in cols.items()}
+        lens = np.asarray([len(b) for b in blocks])
+        ends = np.cumsum(lens) - 1  # where each text position's block ends: it carries that position's target
+        input_ids = np.concatenate(blocks).astype(np.int32)
+        target_ids = np.append(input_ids[1:], 0).astype(np.int32)  # inside a media block: the next token
+        targets = np.asarray(text.target_ids, np.int32).copy()
+        # a text target that is the next position's placeholder: predict its media's first token
+        ahead = np.flatnonzero(np.isin(targets[:-1], list(placeholders)) & (text.input_ids[1:] == targets[:-1]))
+        targets[ahead] = input_ids[ends[ahead] + 1]
+        target_ids[ends] = targets
+        loss_weights = np.zeros(len(input_ids), np.float32)
+        loss_weights[ends] = text.loss_weights
+        out = {"input_ids": input_ids, "target_ids": target_ids, "loss_weights": loss_weights,
+               "branch_ids": np.repeat(np.asarray(text.branch_ids, np.int32), lens)}
         out["position_ids"] = chat_lib.branch_positions(out["branch_ids"])
         out["mm_token_type_ids"] = self._token_arrays(out["input_ids"], batch=False)["mm_token_type_ids"]
         out.update(self._media_arrays(processed_images, processed_videos))
