@@ -64,3 +64,20 @@ def test_tiny_memory_limit_makes_the_torch_child_report_out_of_memory():
     # torch loads the model under the limit and fails allocating in the step: a clean RuntimeError, no OOM kill
     assert "allocate" in torch_row["error"] and 0 < torch_row["peak_rss_bytes"] < 1.5 * 2 ** 30
     assert "ratio" not in rows
+
+
+def test_step_meter_counts_the_kernel_time_and_page_faults_of_fresh_memory():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from torch_reference import StepMeter
+
+    fresh, idle = StepMeter(), StepMeter()
+    for _ in range(3):
+        with fresh:
+            a = np.ones(1 << 24, np.float32)  # 64 MiB, mapped fresh each time (above glibc's mmap threshold)
+            del a
+        with idle:
+            pass
+    m = fresh.medians()
+    # numpy asks for 2 MiB pages on large arrays: at least one fault per 2 MiB, none when nothing is touched
+    assert m["page_faults"] >= 32 > idle.medians()["page_faults"]
+    assert 0 <= m["sys_s"] <= m["cpu_s"] <= m["step_s"] * os.cpu_count() + 0.05
