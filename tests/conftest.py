@@ -7,6 +7,24 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# The tests compile hundreds of small programs and run each for a few steps: LLVM's optimisation passes are most of
+# that compile time and nothing the tests check (XLA's own passes, sharding, buffer assignment and so the compiled
+# memory figures are the same at every backend level). Set before any backend starts; subprocesses inherit it.
+# Timing comparisons run without it (`production_env`).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+
+def with_devices(n: int) -> str:
+    """XLA_FLAGS for a subprocess with `n` fake CPU devices (the tests' flags kept)."""
+    return f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={n}"
+
+
+def production_env(env: dict) -> dict:
+    """`env` without the tests' compile flags: for a subprocess whose speed is measured."""
+    flags = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "").strip()
+    return {k: v for k, v in env.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": flags} if flags else {})
+
 
 @pytest.fixture(scope="session", autouse=True)
 def subprocess_compilation_cache(tmp_path_factory):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TEST_XLA_FLAGS, production_env, with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,8 +16,10 @@ def _cmd(workdir, overrides, extra_args=()):
             *[f"--config.{o}" for o in overrides], *extra_args]
 
 
-def _main(workdir, *overrides, extra_args=(), timeout=900):
-    return subprocess.run(_cmd(workdir, overrides, extra_args), cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+def _main(workdir, *overrides, extra_args=(), timeout=900, optimized=False):
+    """The demo command; `optimized`: compiled as users compile it (for runs long enough that execution dominates)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(_cmd(workdir, overrides, extra_args), cwd=ROOT, env=production_env(env) if optimized else env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -27,7 +30,8 @@ def _metrics(workdir):
 
 @pytest.mark.slow
 def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
-    run = _main(tmp_path, "total_steps=40", "log_every=10", "data.eval_examples=4", "checkpoint_every=40")
+    run = _main(tmp_path, "total_steps=40", "log_every=10", "data.eval_examples=4", "checkpoint_every=40",
+                optimized=True)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [r for r in _metrics(tmp_path) if "loss" in r]
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
@@ -72,7 +76,7 @@ def test_inspect_prints_params_mesh_and_memory(tmp_path):
 @pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
 def test_stage_configs_inspect_nano_on_fake_devices(tmp_path, stage):
     """Abstract shapes only: the nano model's shardings and per-device memory on 8 fake CPU devices."""
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=with_devices(8))
     compile_flag = "--inspect_compile" if stage == "stage1" else "--noinspect_compile"  # one nano compile only
     run = subprocess.run([sys.executable, "-m", "molmo2_jax.main", "--config", f"configs/{stage}.py", "--workdir",
                           str(tmp_path), "--inspect", compile_flag], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -97,7 +101,7 @@ def test_two_processes_with_jax_distributed_train_together(tmp_path):
     for pid in range(2):
         env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
-        env.pop("XLA_FLAGS", None)
+        env["XLA_FLAGS"] = TEST_XLA_FLAGS  # one device each (no fake-device count)
         env.pop("JAX_COMPILATION_CACHE_DIR", None)  # both processes compile at once: no shared cache entries
         procs.append(subprocess.Popen(_cmd(tmp_path, ("total_steps=3", "log_every=1", "checkpoint_every=3",
                                                       "data.eval_examples=0", "data.window=16")),

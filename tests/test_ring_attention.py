@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import with_devices
 
 from molmo2_jax.ring_attention import zigzag_order
 
@@ -32,7 +33,7 @@ def test_zigzag_gives_each_device_an_early_and_a_late_chunk():
 
 KERNELS = textwrap.dedent("""
     import os, sys, json
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     os.environ["JAX_PLATFORMS"] = "cpu"
     sys.path.insert(0, "tests")
     import jax, jax.numpy as jnp, numpy as np
@@ -82,7 +83,7 @@ def test_ring_and_ulysses_equal_dense_forward_and_gradients():
 
 TRAIN_STEP = textwrap.dedent("""
     import os, sys, json, dataclasses
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     os.environ["JAX_PLATFORMS"] = "cpu"
     sys.path.insert(0, "tests")
     import jax, jax.numpy as jnp, numpy as np
@@ -141,7 +142,7 @@ STAGE3_TINY = textwrap.dedent("""
 
 
 def _main(args, timeout=900):
-    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=with_devices(8), JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, "-m", "molmo2_jax.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -47,7 +47,7 @@ def test_batches_are_sharded_through_the_rules_table():
 
 SCRIPT = textwrap.dedent("""
     import os, sys, json
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     os.environ["JAX_PLATFORMS"] = "cpu"
     sys.path.insert(0, "tests")
     import jax, jax.numpy as jnp, numpy as np
@@ -93,7 +93,7 @@ def test_one_step_on_8_fake_devices_equals_one_device():
 
 RESTORE_SCRIPT = textwrap.dedent("""
     import os, sys, json
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax, numpy as np
     from flax import nnx
@@ -130,7 +130,7 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
 
 LOCAL_VISION_SCRIPT = textwrap.dedent("""
     import os, sys, json
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
