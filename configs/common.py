@@ -26,6 +26,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.attention_impl = "xla"
     c.attention_block_size = 512  # query/key block of blockwise / ring / Ulysses attention (memory O(T x block))
     c.remat = "none"  # "none" | "block" | "dots" (qwen3.REMAT_POLICIES)
+    c.scan_layers = True  # decoder layers as one lax.scan (compile time flat in depth); False: a Python loop
+    # This process's JAX CPU devices (0 = JAX's default, one). A CPU run whose step cannot keep every core busy
+    # splits its batch over several (mesh.data) and runs them side by side (the 2-core demo: docs/benchmarks.md).
+    c.cpu_devices = 0
+    # Linux/glibc: restart the process once with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so malloc asks for
+    # transparent huge pages: XLA:CPU maps each step's temporaries afresh, and 4 KiB page faults were a fifth of
+    # the demo's CPU time. Only the `python -m molmo2_jax.main` entry point does this.
+    c.cpu_hugepages = False
     c.dtype = "bfloat16"
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3

@@ -36,7 +36,8 @@ def build_model(config, mesh, cfg=None) -> Molmo2:
     """Random init (of `cfg`, default the preset), an HF Molmo2 directory, or our checkpoint (`init.checkpoint`)."""
     dtype = DTYPES[config.dtype]
     kw = dict(attention_impl=config.attention_impl, remat=config.remat,
-              attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK))
+              attention_block_size=config.get("attention_block_size", DEFAULT_BLOCK),
+              scan_layers=config.get("scan_layers", True))
     path = config.init.checkpoint
     if not path:
         cfg = cfg or preset(config.model.name)
@@ -381,6 +382,37 @@ def global_batch_array(local: np.ndarray, mesh, name: str = "") -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, local)
 
 
+HUGEPAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+
+
+def hugepages_restart_env(config, environ=os.environ, platform: str = sys.platform) -> dict | None:
+    """The environment to restart this process with for `cpu_hugepages` (None: no restart needed or possible).
+
+    glibc reads GLIBC_TUNABLES only at process start, so `python -m molmo2_jax.main` re-executes itself once with
+    the tunable added; the variable being set already ends it (also when the user set it, or glibc ignores it).
+    """
+    if not config.get("cpu_hugepages", False) or not platform.startswith("linux") or "GLIBC_TUNABLES" in environ:
+        return None
+    if not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        return None
+    return dict(environ, GLIBC_TUNABLES=HUGEPAGES_TUNABLE)
+
+
+def configure_host(config, environ=os.environ) -> int:
+    """Process-wide JAX settings a config asks for, before any backend starts; returns the CPU devices set (0: none).
+
+    `cpu_devices` gives way to an explicit device count (XLA_FLAGS' --xla_force_host_platform_device_count, as
+    `launch.sh --cpu N` sets) and to multi-process runs, whose launcher decides each process's devices.
+    """
+    n = int(config.get("cpu_devices", 0))
+    explicit = "xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", "")
+    if not n or explicit or "JAX_COORDINATOR_ADDRESS" in environ or int(environ.get("SLURM_NTASKS", "1")) > 1:
+        return 0
+    jax.config.update("jax_num_cpu_devices", n)
+    print(f"host: {n} JAX CPU devices, GLIBC_TUNABLES={environ.get('GLIBC_TUNABLES', 'unset')}", flush=True)
+    return n
+
+
 def init_distributed() -> None:
     """Join a multi-process run (explicit JAX_* variables, or SLURM with several tasks)."""
     env = os.environ
@@ -403,6 +435,11 @@ def main(argv):
     if config is None:
         print("error: --config is required, e.g. --config configs/demo.py", file=sys.stderr)
         return 2
+    env = hugepages_restart_env(config) if _ENTRY_POINT else None
+    if env is not None:
+        sys.stdout.flush()
+        os.execve(sys.executable, sys.orig_argv, env)  # the same command line, interpreter options included
+    configure_host(config)
     init_distributed()
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
     workdir = _WORKDIR.value or os.path.join("runs", name)
@@ -442,6 +479,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+_ENTRY_POINT = False  # True under `python -m molmo2_jax.main`: only then may main() restart the process
+
 if __name__ == "__main__":
     sys.modules.setdefault("molmo2_jax.main", sys.modules[__name__])  # `import molmo2_jax.main` must not redefine flags
+    _ENTRY_POINT = True
     app.run(main, flags_parser=parse_flags)

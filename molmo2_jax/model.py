@@ -60,14 +60,14 @@ class Molmo2(nnx.Module):
     """The Molmo2 vision-language model; `__call__` takes transformers' Molmo2 input names."""
 
     def __init__(self, cfg: Molmo2Config, *, dtype=jnp.float32, rngs: nnx.Rngs, attention_impl: str = "xla",
-                 remat: bool | str = False, attention_block_size: int = DEFAULT_BLOCK):
+                 remat: bool | str = False, attention_block_size: int = DEFAULT_BLOCK, scan_layers: bool = True):
         self.cfg = cfg
         self.dtype = dtype
         self.attention_impl = attention_impl
         self.vision_tower = VisionTransformer(cfg.vit, dtype=dtype, rngs=rngs)
         self.connector = Connector(cfg.connector, dtype=dtype, rngs=rngs)
         self.language_model = Qwen3(cfg.text, dtype=dtype, rngs=rngs, remat=remat,
-                                    attention_block_size=attention_block_size)
+                                    attention_block_size=attention_block_size, scan_layers=scan_layers)
 
     def image_features(self, crops: jax.Array, pooling: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Crop groups [G, C, patches, patch_dim] + pooling [G, N, W] -> (LLM-space vectors [G, N, D], valid [G, N]).

@@ -33,6 +33,8 @@ def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
     run = _main(tmp_path, "total_steps=40", "log_every=10", "data.eval_examples=4", "checkpoint_every=40",
                 optimized=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled") and "GLIBC_TUNABLES" not in os.environ:
+        assert "host: 2 JAX CPU devices, GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in run.stdout  # restarted once
     rows = [r for r in _metrics(tmp_path) if "loss" in r]
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
     assert any("eval_pointing_f1" in r for r in _metrics(tmp_path))
@@ -41,6 +43,33 @@ def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
     summary = json.load(open(tmp_path / "eval" / "40" / "summary.json"))
     assert {"pointing_f1", "counting_accuracy", "chance_pointing_f1", "chance_counting_accuracy"} <= set(summary)
     _readme_generate_command_runs(tmp_path)
+
+
+def test_hugepages_restart_only_when_asked_on_linux_and_once():
+    import ml_collections
+
+    from molmo2_jax.main import HUGEPAGES_TUNABLE, hugepages_restart_env
+
+    on = ml_collections.ConfigDict({"cpu_hugepages": True})
+    env = hugepages_restart_env(on, {"PATH": "/bin"}, "linux")
+    if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        assert env == {"PATH": "/bin", "GLIBC_TUNABLES": HUGEPAGES_TUNABLE}
+        assert hugepages_restart_env(on, env, "linux") is None  # the restarted process does not restart again
+    assert hugepages_restart_env(on, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}, "linux") is None  # user's wins
+    assert hugepages_restart_env(on, {}, "darwin") is None
+    assert hugepages_restart_env(ml_collections.ConfigDict({"cpu_hugepages": False}), {}, "linux") is None
+
+
+def test_cpu_devices_give_way_to_an_explicit_device_count_and_multi_process_runs():
+    import ml_collections
+
+    from molmo2_jax.main import configure_host
+
+    two = ml_collections.ConfigDict({"cpu_devices": 2})
+    assert configure_host(two, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}) == 0
+    assert configure_host(two, {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"}) == 0
+    assert configure_host(two, {"SLURM_NTASKS": "4"}) == 0
+    assert configure_host(ml_collections.ConfigDict({"cpu_devices": 0}), {}) == 0
 
 
 def _readme_generate_command_runs(workdir):
