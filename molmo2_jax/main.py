@@ -438,7 +438,7 @@ def main(argv):
     env = hugepages_restart_env(config) if _ENTRY_POINT else None
     if env is not None:
         sys.stdout.flush()
-        os.execve(sys.executable, sys.orig_argv, env)  # the same command line, interpreter options included
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # same command, interpreter options
     configure_host(config)
     init_distributed()
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]

@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent("""
     from molmo2_jax.step_report import compiled_step_report, format_report
     c = get_config()
     c.batch_size, c.seq_len, c.data.max_crops = 8, 64, 2
+    c.mesh.data, c.mesh.fsdp = 1, -1  # the stage configs' FSDP mesh (the demo's own is data-parallel)
     # unrolled layers: XLA's cost_analysis counts a scan body once, the formula counts every layer
     small = compiled_step_report(c, scan_layers=False)
     four = compiled_step_report(c, num_devices=4, scan_layers=False)
