@@ -406,22 +406,30 @@ def configure_host(config, environ=os.environ) -> int:
     """
     n = int(config.get("cpu_devices", 0))
     explicit = "xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", "")
-    if not n or explicit or "JAX_COORDINATOR_ADDRESS" in environ or int(environ.get("SLURM_NTASKS", "1")) > 1:
+    if not n or explicit or multi_process_launch(environ):
         return 0
     jax.config.update("jax_num_cpu_devices", n)
     print(f"host: {n} JAX CPU devices, GLIBC_TUNABLES={environ.get('GLIBC_TUNABLES', 'unset')}", flush=True)
     return n
 
 
+def multi_process_launch(environ=os.environ) -> bool:
+    """Whether this process is one of several: explicit JAX_* variables, or SLURM with several tasks."""
+    slurm_tasks = int(environ.get("SLURM_NTASKS", "1")) if "SLURM_JOB_ID" in environ else 1
+    return "JAX_COORDINATOR_ADDRESS" in environ or slurm_tasks > 1
+
+
 def init_distributed() -> None:
-    """Join a multi-process run (explicit JAX_* variables, or SLURM with several tasks)."""
+    """Join a multi-process run (`multi_process_launch`)."""
     env = os.environ
+    if not multi_process_launch(env):
+        return
     if "JAX_COORDINATOR_ADDRESS" in env:
         if env.get("JAX_PLATFORMS", "") == "cpu":
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
                                    num_processes=int(env["JAX_NUM_PROCESSES"]), process_id=int(env["JAX_PROCESS_ID"]))
-    elif "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+    else:
         jax.distributed.initialize()
 
 

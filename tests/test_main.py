@@ -68,7 +68,7 @@ def test_cpu_devices_give_way_to_an_explicit_device_count_and_multi_process_runs
     two = ml_collections.ConfigDict({"cpu_devices": 2})
     assert configure_host(two, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}) == 0
     assert configure_host(two, {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"}) == 0
-    assert configure_host(two, {"SLURM_NTASKS": "4"}) == 0
+    assert configure_host(two, {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}) == 0
     assert configure_host(ml_collections.ConfigDict({"cpu_devices": 0}), {}) == 0
 
 
