@@ -279,6 +279,7 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
     flops_per_seq = train.model_flops_per_step(model.cfg, config) / config.batch_size
     peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0)) * jax.device_count()
     last, t0, tokens, seqs, skipped_total = {}, time.time(), 0, 0, 0
+    window_start = start  # the step the current logging window follows
     crop_slots, crop_real = 0, 0
     # Device-side accumulators, read only when logging: the host never waits for a step to finish.
     source_sums = jnp.zeros((2, len(source_names)), jnp.float32)
@@ -317,9 +318,11 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
                 skipped_total += check_nonfinite(step)
                 last = {k: float(out[k]) for k in ("loss", "ce", "accuracy", "grad_norm")}
                 dt = time.time() - t0
+                step_time = dt / (step - window_start)  # the last window can be shorter than log_every
                 last.update({f"lr_{c}": float(schedules[c](step)) for c in train.COMPONENTS},
-                            tokens_per_s=tokens / dt, step_time_s=dt / config.log_every, skipped_steps=skipped_total,
-                            **iterator.counters.metrics())
+                            tokens_per_s=tokens / dt, step_time_s=step_time,
+                            eta_s=(config.total_steps - step) * step_time,  # training time left at this pace
+                            skipped_steps=skipped_total, **iterator.counters.metrics())
                 if crop_slots:
                     last["crop_utilisation"] = crop_real / crop_slots  # real ViT crops / crop slots
                 if peak:
@@ -329,6 +332,7 @@ def run(config, workdir: str, inspect_only: bool = False, inspect_compile: bool 
                 source_sums = jnp.zeros_like(source_sums)
                 writer.write(step, last)
                 t0, tokens, seqs, crop_slots, crop_real = time.time(), 0, 0, 0, 0
+                window_start = step
             ckpt.poll()
             if step % config.checkpoint_every == 0 or step == config.total_steps or stop.requested:
                 skipped_total += check_nonfinite(step)  # never save weights a run of non-finite steps produced

@@ -37,6 +37,7 @@ def test_short_demo_loss_falls_and_writes_model_and_png(tmp_path):
         assert "host: 2 JAX CPU devices, GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in run.stdout  # restarted once
     rows = [r for r in _metrics(tmp_path) if "loss" in r]
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
+    assert rows[0]["eta_s"] == pytest.approx(30 * rows[0]["step_time_s"]) and rows[-1]["eta_s"] == 0
     assert any("eval_pointing_f1" in r for r in _metrics(tmp_path))
     assert os.path.exists(tmp_path / "predictions_40.png")
     assert os.path.exists(tmp_path / "model" / "processor.json")
