@@ -10,7 +10,7 @@ def get_config():
     c = base_config()
     c.model.name = "tiny"
     # what fits the 10-minute budget on a quiet 2-core CPU (8 min 45 s measured, 0.24 s per step; a CPU with a
-    # 0.4 s step needs ~14 min: docs/benchmarks.md, "2000 steps with contrast (session 10)")
+    # 0.4 s step needs ~14 min, where --config.total_steps=1100 fits: docs/benchmarks.md, "2000 steps with contrast")
     c.total_steps = 2000
     c.warmup_steps = 20
     c.batch_size = 8
