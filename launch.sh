@@ -8,6 +8,7 @@
 #       the whole recipe: stage N trains in WORKDIR/stageN from stage N-1's final weights (WORKDIR/stageN-1/model);
 #       data.path = DATA/stageN (stage 3 falls back to DATA/stage2); a finished stage (its model/ exists) is
 #       skipped and a stopped one resumes from its latest checkpoint, so rerunning the command continues.
+#   ./launch.sh --exec python benchmarks/bench_train_step.py ...   any command under the same environment (flags)
 # Multi-process runs call jax.distributed.initialize(), which reads SLURM or the JAX_* variables.
 set -euo pipefail
 
@@ -24,6 +25,11 @@ else
 --xla_gpu_all_gather_combine_threshold_bytes=134217728 \
 --xla_gpu_reduce_scatter_combine_threshold_bytes=134217728 ${XLA_FLAGS:-}"
   export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.92}"
+fi
+
+if [[ "${1:-}" == "--exec" ]]; then
+  shift
+  exec "$@"
 fi
 
 if [[ "${1:-}" == "--stages" ]]; then

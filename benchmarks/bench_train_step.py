@@ -182,10 +182,14 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     meter, losses = StepMeter(), []
-    for _ in range(args.steps):
+    for i in range(args.steps):
+        if args.profile and i == 1:  # the steps after the first (compiled, warm) into an XProf/TensorBoard trace
+            jax.profiler.start_trace(args.profile)
         with meter:
             out = compiled(model, opt, batch)
             losses.append(float(jax.block_until_ready(out["loss"])))
+    if args.profile and args.steps > 1:
+        jax.profiler.stop_trace()
     rows, seq_len = batch["input_ids"].shape
     flops = train.model_flops_per_step(model.cfg, bench_config(args, seq_len, batch["crops"].shape[1], rows))
     timing = meter.medians()
@@ -195,8 +199,12 @@ def run_jax(args, hf_dir: str, hf: dict) -> dict:
            "losses": losses, "temp_bytes": int(mem.temp_size_in_bytes),
            "argument_bytes": int(mem.argument_size_in_bytes),
            "formula_flops": flops, "xla_flops": float(cost.get("flops", 0.0)), "flops_per_s": flops / step_s,
-           "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": dict(rss, stepped=rss_bytes())}
-    peak = float(os.environ.get("MOLMO2_PEAK_FLOPS", 0))
+           "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": dict(rss, stepped=rss_bytes()),
+           "device": jax.devices()[0].device_kind}
+    stats = jax.devices()[0].memory_stats() or {}  # accelerators: the allocator's peak (None on CPU)
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    peak = train.peak_flops_per_device()
     if peak:
         out["mfu"] = flops / step_s / peak
     return out
@@ -206,7 +214,7 @@ def run_torch(args, model, hf: dict) -> dict:
     """transformers' Molmo2 trained on all rows in one forward/backward (as a user runs it)."""
     import torch_reference
 
-    res = torch_reference.train_steps(model, {k: v for k, v in hf.items()}, args.steps, args.lr)
+    res = torch_reference.train_steps(model, {k: v for k, v in hf.items()}, args.steps, args.lr, args.dtype)
     rows, seq_len = hf["input_ids"].shape
     return {"side": "torch", "status": "ok", "rows": rows, **res, "tokens_per_s": rows * seq_len / res["step_s"],
             "peak_rss_bytes": peak_rss_bytes()}
@@ -370,6 +378,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--crop-group-rows", type=int, default=0,
                    help="--abstract only: rows per crop group (0 = configs/stage1.py's)")
     p.add_argument("--torch", action="store_true", help="also train the PyTorch reference; print the ratio")
+    p.add_argument("--profile", default="", help="write a jax.profiler trace of the steps after the first to DIR "
+                   "(open with TensorBoard / XProf)")
     p.add_argument("--abstract", action="store_true", help="compile on abstract shapes only (memory, FLOPs)")
     p.add_argument("--isolate", action="store_true",
                    help="each side in its own subprocess (implied by --memory-limit-gb)")

@@ -1,8 +1,9 @@
 """PyTorch reference for the train-step benchmark: transformers' Molmo2 trained with torch AdamW on the same batch.
 
 The model is `Molmo2ForConditionalGeneration` built from a random config (`hf_config`); bench_train_step saves
-it and loads the same weights into JAX, so both sides train the same model on the same batch (fp32 on CPU).
-Frozen ViT (no gradients for the vision tower), loss on the batch's labels (transformers' own shift).
+it and loads the same weights into JAX, so both sides train the same model on the same batch: fp32, or with
+`--dtype bfloat16` under bf16 autocast (as PyTorch users train on GPUs), on the GPU when there is one. Frozen
+ViT (no gradients for the vision tower), loss on the batch's labels (transformers' own shift).
 """
 
 from __future__ import annotations
@@ -65,28 +66,37 @@ def load(path: str):
     return Molmo2ForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
 
 
-def train_steps(model, batch: dict, steps: int, lr: float = 1e-4) -> dict:
-    """`steps` AdamW steps (frozen vision tower) on one batch (all its rows in one forward/backward): the
-    `StepMeter` medians after the first step, and the losses."""
+def train_steps(model, batch: dict, steps: int, lr: float = 1e-4, dtype: str = "float32") -> dict:
+    """`steps` AdamW steps (frozen vision tower) on one batch (all its rows in one forward/backward), on the GPU
+    when there is one, under bf16 autocast when `dtype` is bfloat16 (fp32 weights and optimizer): the
+    `StepMeter` medians after the first step, the losses, and the GPU's peak allocated bytes."""
     import torch
 
     torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for name, p in model.named_parameters():
         p.requires_grad_("vision_tower" not in name)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.95),
                             eps=1e-6, weight_decay=0.0)
-    inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+    inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}
     model.train()
     meter, losses = StepMeter(), []
     for _ in range(steps):
         with meter:
-            loss = model(**inputs).loss
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+                loss = model(**inputs).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-    return dict(meter.medians(), losses=losses)
+            sync()  # the optimizer's kernels finish inside the timed step
+    out = dict(meter.medians(), losses=losses, device=device)
+    if device == "cuda":
+        out.update(device=torch.cuda.get_device_name(), device_peak_bytes=int(torch.cuda.max_memory_allocated()))
+    return out
 
 
 class StepMeter:

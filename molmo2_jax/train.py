@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -365,3 +366,20 @@ def model_flops_per_step(cfg, config) -> float:
               + c.intermediate_size * c.text_hidden_size)
     conn = 6 * s * n_conn
     return float(config.batch_size * (llm + vit + conn))
+
+
+# Dense bf16 tensor-core peak per device (FLOP/s, no sparsity), by a substring of `jax.Device.device_kind`; the
+# first match wins, so the more specific names come first. Vendors' datasheets.
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12),
+                   ("B200", 2.25e15), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12),
+                   ("L4", 121e12), ("A10G", 70e12), ("V100", 125e12), ("TPU v4", 275e12), ("TPU v5 lite", 197e12),
+                   ("TPU v5", 459e12), ("TPU v6", 918e12))
+
+
+def peak_flops_per_device(device=None) -> float:
+    """The peak FLOP/s MFU divides by: `MOLMO2_PEAK_FLOPS` if set, else the bf16 peak of `device`'s kind
+    (default: the first device); 0 (no MFU) for a CPU or an unknown kind."""
+    if os.environ.get("MOLMO2_PEAK_FLOPS"):
+        return float(os.environ["MOLMO2_PEAK_FLOPS"])
+    kind = (device or jax.devices()[0]).device_kind
+    return next((peak for name, peak in PEAK_BF16_FLOPS if name.lower() in kind.lower()), 0.0)

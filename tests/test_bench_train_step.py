@@ -81,3 +81,19 @@ def test_step_meter_counts_the_kernel_time_and_page_faults_of_fresh_memory():
     # numpy asks for 2 MiB pages on large arrays: at least one fault per 2 MiB, none when nothing is touched
     assert m["page_faults"] >= 32 > idle.medians()["page_faults"]
     assert 0 <= m["sys_s"] <= m["cpu_s"] <= m["step_s"] * os.cpu_count() + 0.05
+
+
+def test_bf16_autocast_reference_and_profile_trace(tmp_path):
+    """--dtype bfloat16 trains PyTorch under bf16 autocast (JAX in bf16) to about the same first loss, and
+    --profile writes a trace of the steps after the first that trace_summary reads."""
+    proc, rows = run("--steps", "2", "--dtype", "bfloat16", "--torch", "--profile", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jax_row, torch_row = rows["jax"], rows["torch"]
+    assert jax_row["device"] == torch_row["device"] == "cpu" and "mfu" not in jax_row  # no CPU peak: no MFU
+    # bf16 on both sides: the same loss to bf16's precision, not fp32's
+    assert abs(jax_row["losses"][0] - torch_row["losses"][0]) < 0.05
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import trace_summary
+
+    text = trace_summary.main([str(tmp_path), "--top", "5"])
+    assert "summed op time" in text and "fusion" in text

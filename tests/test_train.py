@@ -217,3 +217,14 @@ def test_frozen_vit_is_not_differentiated():
     finally:
         VisionTransformer.__call__ = call
     assert frozen == stopped < trained, (frozen, stopped, trained)
+
+
+@pytest.mark.parametrize("kind, peak", [("NVIDIA A100-SXM4-40GB", 312e12), ("NVIDIA H100 PCIe", 756e12),
+                                        ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H200", 989e12),
+                                        ("NVIDIA L40S", 362e12), ("NVIDIA L4", 121e12), ("cpu", 0.0)])
+def test_peak_flops_follow_the_device_kind_unless_the_environment_says(kind, peak, monkeypatch):
+    device = type("Device", (), {"device_kind": kind})()
+    monkeypatch.delenv("MOLMO2_PEAK_FLOPS", raising=False)
+    assert train.peak_flops_per_device(device) == peak
+    monkeypatch.setenv("MOLMO2_PEAK_FLOPS", "2.5e14")
+    assert train.peak_flops_per_device(device) == 2.5e14
