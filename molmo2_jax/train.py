@@ -372,7 +372,7 @@ def model_flops_per_step(cfg, config) -> float:
 # first match wins, so the more specific names come first. Vendors' datasheets.
 PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12),
                    ("B200", 2.25e15), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12),
-                   ("L4", 121e12), ("A10G", 70e12), ("V100", 125e12), ("TPU v4", 275e12), ("TPU v5 lite", 197e12),
+                   ("L4", 121e12), ("TPU v4", 275e12), ("TPU v5 lite", 197e12),
                    ("TPU v5", 459e12), ("TPU v6", 918e12))
 
 
